@@ -1,0 +1,43 @@
+# adaptedflow — the two commands of the README:
+#   make book   create .venv if missing, install the pinned environment, execute every
+#               chapter with papermill, build the HTML into _build/html
+#   make test   unit tests, every chapter at its fast parameters, strict HTML build
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: book book-full test unit install clean help
+
+help:
+	@echo "make book       execute every chapter (fast parameters) and build _build/html"
+	@echo "make book-full  the same at the publication parameters"
+	@echo "make test       unit tests + every chapter via papermill + strict HTML build"
+	@echo "make unit       unit tests only"
+	@echo "make clean      remove _build"
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-lock.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m adaptedflow.book
+
+book-full: $(STAMP)
+	$(PY) -m adaptedflow.book --full
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not book"
+
+clean:
+	rm -rf _build

@@ -1,0 +1,41 @@
+"""Input validation shared by the public entry points (run before any tracing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import jax.numpy as jnp
+
+
+class RankLossError(RuntimeError):
+    """The Jacobian lost the rank the chosen flow needs (numerical rank, with tolerance)."""
+
+
+def as_float64(a, name: str):
+    """`a` as a float64 JAX array; float32/16 input is refused, not silently upcast.
+
+    A float32 pseudo-inverse keeps ~7 digits, which no check of a theorem here survives.
+    """
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) and np.dtype(dtype).itemsize < 8:
+        raise TypeError(
+            f"`{name}` has dtype {dtype}; adaptedflow computes in float64 only. "
+            f"Pass `{name}.astype('float64')`."
+        )
+    out = jnp.asarray(a, dtype=jnp.float64)
+    return out
+
+
+def require_finite(a, name: str) -> None:
+    """Raise `ValueError` naming `name` if `a` has a NaN or an infinity."""
+    arr = np.asarray(a)
+    if not np.all(np.isfinite(arr)):
+        n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"`{name}` has {n_bad} non-finite entries (NaN or inf); all must be finite.")
+
+
+def require_shape(a, shape, name: str, hint: str = "") -> None:
+    """Raise `ValueError` unless `a.shape` matches `shape` (None matches any length)."""
+    ok = a.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, a.shape))
+    if not ok:
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"`{name}` must have shape {want}; got {tuple(a.shape)}.{(' ' + hint) if hint else ''}")

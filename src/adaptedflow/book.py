@@ -1,0 +1,252 @@
+r"""Build the book: execute every chapter with papermill, then Jupyter Book (strict).
+
+Usage (from the project root; `make book` calls it)::
+
+    python -m adaptedflow.book                 # fast parameters, every chapter, HTML
+    python -m adaptedflow.book --full          # publication parameters
+    python -m adaptedflow.book --only 02_exponential_rate
+    python -m adaptedflow.book --no-html       # execute only (what the tests use)
+
+Steps:
+
+1. Stage: copy `_config.yml`, `_toc.yml` and the non-notebook files of `book/` to
+   `_build/stage/`.
+2. Execute each chapter of `_toc.yml` with ``papermill SRC STAGED -k python3 --cwd ...``
+   (fast: the notebook's own `parameters` cell; `--full`: the parameters stored in the
+   notebook's metadata ``adaptedflow.full_parameters``), printing one line per chapter.
+   A failing chapter prints its failing cell and traceback; the others still run.
+3. Gather every chapter's claim records into `_build/claims.json`.
+4. ``jupyter-book build _build/stage --path-output . -n -W --keep-going`` (execution off).
+
+The command exits non-zero if any chapter or the HTML build failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from .claims import clear_chapter, collect, project_root
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def toc_chapters(root: Path) -> list[str]:
+    """Chapter paths (relative, without suffix) in `_toc.yml` order that are notebooks."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    entries: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if key in node:
+                    entries.append(node[key])
+            for key in ("chapters", "sections", "parts"):
+                for child in node.get(key, []) or []:
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(toc)
+    return [e for e in entries if (root / f"{e}.ipynb").exists()]
+
+
+def chapter_name(entry: str) -> str:
+    """`book/02_exponential_rate` → `02_exponential_rate`."""
+    return Path(entry).name
+
+
+def full_parameters(notebook: Path) -> dict:
+    """The publication parameters stored in the notebook's metadata (may be empty)."""
+    nb = json.loads(notebook.read_text())
+    return dict(nb.get("metadata", {}).get("adaptedflow", {}).get("full_parameters", {}))
+
+
+def _stage(root: Path, stage: Path) -> None:
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, stage / name)
+    for extra in ("references.bib", "LICENSE", "CITATION.cff"):
+        if (root / extra).exists():
+            shutil.copy2(root / extra, stage / extra)
+    src = root / "book"
+    for path in src.rglob("*"):
+        rel = path.relative_to(src)
+        if any(part.startswith(".") for part in rel.parts) or path.suffix == ".ipynb":
+            continue
+        dest = stage / "book" / rel
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+
+
+def _first_error(executed: Path) -> str | None:
+    """The failing cell of an executed notebook: index, source and traceback."""
+    try:
+        nb = json.loads(executed.read_text())
+    except (OSError, ValueError):
+        return None
+    code_index = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        code_index += 1
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                src = "".join(cell.get("source", ""))
+                tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+                head = "\n".join("    | " + line for line in src.splitlines()[:12])
+                return (f"  failing cell: code cell {code_index} (execution count "
+                        f"{cell.get('execution_count')}):\n{head}\n  traceback:\n{tb}\n"
+                        f"  {out.get('ename')}: {out.get('evalue')}")
+    return None
+
+
+def _hide_injected(executed: Path) -> None:
+    """Tag papermill's injected-parameters cell `remove-cell` so the HTML hides it."""
+    nb = json.loads(executed.read_text())
+    changed = False
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout: int) -> dict:
+    """Execute one chapter with papermill into the stage; return its summary row."""
+    name = chapter_name(entry)
+    src = root / f"{entry}.ipynb"
+    out = stage / f"{entry}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    claims = root / "_build" / "claims"
+    clear_chapter(name, claims)
+    params = dict(full_parameters(src), mode="full") if full else {}
+    cmd = [sys.executable, "-m", "papermill", str(src), str(out), "-k", "python3",
+           "--cwd", str(out.parent), "--no-progress-bar", "--execution-timeout", str(cell_timeout)]
+    if params:
+        pfile = stage / f".{name}.params.yml"
+        pfile.write_text(yaml.safe_dump(params))
+        cmd += ["-f", str(pfile)]
+    env = dict(os.environ, ADAPTEDFLOW_CLAIMS_DIR=str(claims), ADAPTEDFLOW_CHAPTER=name,
+               MPLBACKEND="module://matplotlib_inline.backend_inline", PYTHONHASHSEED="0")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    ok = proc.returncode == 0
+    detail = None
+    if out.exists():
+        _hide_injected(out)
+    if not ok:
+        detail = _first_error(out) if out.exists() else None
+        if detail is None:
+            tail = _ANSI.sub("", proc.stderr).strip().splitlines()[-25:]
+            detail = "  papermill output (last lines):\n" + "\n".join("    " + line for line in tail)
+    return {"chapter": name, "ok": ok, "seconds": seconds, "mode": "full" if full else "fast",
+            "parameters": params, "detail": detail}
+
+
+def build_html(root: Path, stage: Path) -> int:
+    """Strict Jupyter Book build of the staged book into `_build/html`."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage),
+           "--path-output", ".", "-n", "-W", "--keep-going"]
+    print("building HTML: jupyter-book build _build/stage --path-output . -n -W --keep-going", flush=True)
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    (root / "_build" / "jupyter-book.log").write_text(log)
+    if proc.returncode != 0:
+        warn = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line or "Error" in line]
+        print("HTML build FAILED; warnings and errors:\n" + "\n".join("  " + w for w in (warn or log.splitlines()[-30:])))
+    return proc.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adaptedflow.book", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="run the publication parameters")
+    parser.add_argument("--only", action="append", metavar="NAME", help="run only this chapter (repeatable)")
+    parser.add_argument("--no-html", action="store_true", help="execute the chapters, skip the HTML build")
+    parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once (default 1)")
+    parser.add_argument("--cell-timeout", type=int, default=900, help="seconds a cell may run (default 900)")
+    parser.add_argument("--root", type=Path, default=None, help="project root (default: found from cwd)")
+    args = parser.parse_args(argv)
+
+    root = (args.root or project_root()).resolve()
+    if not (root / "_toc.yml").exists():
+        parser.error(f"no _toc.yml in {root}; run from the project root or pass --root.")
+    entries = toc_chapters(root)
+    names = [chapter_name(e) for e in entries]
+    if args.only:
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            parser.error(f"unknown chapter(s) {unknown}; chapters are: {', '.join(names)}")
+        selected = [e for e in entries if chapter_name(e) in args.only]
+    else:
+        selected = entries
+    if args.jobs < 1 or args.cell_timeout < 1:
+        parser.error("--jobs and --cell-timeout must be positive integers")
+
+    stage = root / "_build" / "stage"
+    _stage(root, stage)
+    for e in entries:  # chapters not run now keep their last executed copy, else the source
+        if e not in selected and not (stage / f"{e}.ipynb").exists():
+            shutil.copy2(root / f"{e}.ipynb", stage / f"{e}.ipynb")
+
+    mode = "full" if args.full else "fast"
+    print(f"executing {len(selected)} chapter(s) at {mode} parameters", flush=True)
+    rows: list[dict] = []
+
+    def one(entry):
+        row = run_chapter(root, stage, entry, full=args.full, cell_timeout=args.cell_timeout)
+        print(f"  {row['chapter']:<28} {'ok' if row['ok'] else 'FAILED':<7} {row['seconds']:7.1f} s", flush=True)
+        if row["detail"]:
+            print(f"chapter {row['chapter']} FAILED\n{row['detail']}\n", flush=True)
+        return row
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        rows = list(pool.map(one, selected))
+    total = time.perf_counter() - t0
+
+    records = collect(root / "_build" / "claims")
+    (root / "_build" / "claims.json").write_text(json.dumps(records, indent=1) + "\n")
+    (root / "_build" / "execution.json").write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "detail"} for r in rows], indent=1) + "\n")
+
+    failed = [r["chapter"] for r in rows if not r["ok"]]
+    bad_claims = [f"{r['id']} ({r['part']}, {r['chapter']})" for r in records if not r["passed"]]
+    print("\nsummary")
+    print(f"  {'chapter':<28} {'seconds':>8}  ok")
+    for r in rows:
+        print(f"  {r['chapter']:<28} {r['seconds']:8.1f}  {'yes' if r['ok'] else 'NO'}")
+    print(f"  {'total':<28} {total:8.1f}")
+    print(f"claims: {len(records)} recorded, {len(records) - len(bad_claims)} passed -> _build/claims.json")
+    if bad_claims:
+        print("failed claims: " + ", ".join(bad_claims))
+
+    html_rc = 0
+    if not args.no_html:
+        html_rc = build_html(root, stage)
+        if html_rc == 0:
+            print(f"\nopen {root / '_build' / 'html' / 'index.html'}")
+    if failed:
+        print(f"FAILED chapters: {', '.join(failed)}")
+    return 1 if (failed or bad_claims or html_rc) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+r"""Integration of the flows of `adaptedflow.flows` with diffrax, with events.
+
+`integrate_flow` solves ∂_s θ = F(θ) for any flow in `FLOWS` with an adaptive
+Runge–Kutta method (Tsit5 by default) and saves, at requested times s, the parameters,
+the outputs x[θ(s)], the cost C(s) and the extreme singular values of D[θ(s)] (the rank
+condition (2.1) along the orbit).  Two events can end the solve:
+
+* ``eps``: the first s with C(s) ≤ ε, located by root finding on the dense solution;
+  this is the stopping time s_*(ε) of (2.17).
+* rank loss: σ_min(D)/σ_max(D) < `rank_rtol` for the flows that need full rank
+  (`"adapted"`, `"adapted-under"`).  The orbit is then reported, or a `RankLossError`
+  raised, instead of integrating an ill-posed field.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+
+from ._checks import RankLossError, as_float64, require_finite, require_shape
+from .cost import cost, grad_x_cost, outputs_and_jacobian
+from .flows import FLOWS, check_regime, direction
+from .linalg import singular_values
+
+#: Tolerance (relative and absolute, in s) of the Newton root finder locating C(s) = ε.
+#: It cannot be much tighter: near C = ε the cost is a difference of nearly equal outputs,
+#: so C carries a relative rounding error ≈ eps·|x|/|x − y_ω| and s_* an error
+#: ≈ (N/2)·eps·|x|/|x − y_ω|; at C = 1e-9·C(0) that is ~1e-11, and a tolerance of 1e-13
+#: made Newton fail to terminate in a prototype.
+_EVENT_TOL = 1e-10
+
+#: Flows whose field is undefined when D loses rank; they get a rank-loss event.
+_NEEDS_FULL_RANK = ("adapted", "adapted-under")
+
+
+class Orbit(NamedTuple):
+    r"""A solved orbit θ(s).  Saved arrays have T rows, one per saved time reached.
+
+    Attributes:
+        s: saved times, shape `(T,)`.
+        theta: θ(s), shape `(T, K)`.
+        x: outputs x[θ(s)], shape `(T, QN)`.
+        cost: C[x[θ(s)]], shape `(T,)`.
+        sigma_min, sigma_max: smallest and largest singular values of D[θ(s)], shape `(T,)`.
+        s_end: where the solve ended (s1, the ε-event time, or the rank-loss time).
+        theta_end: θ(s_end), shape `(K,)`; cost_end: C(s_end).
+        stop: `"s1"`, `"eps"` or `"rank-loss"`.
+        n_steps: accepted steps of the integrator.
+        flow: the flow's name; rtol, atol: the integrator's tolerances.
+    """
+
+    s: np.ndarray
+    theta: np.ndarray
+    x: np.ndarray
+    cost: np.ndarray
+    sigma_min: np.ndarray
+    sigma_max: np.ndarray
+    s_end: float
+    theta_end: np.ndarray
+    cost_end: float
+    stop: str
+    n_steps: int
+    flow: str
+    rtol: float
+    atol: float
+
+
+def _extreme_singular_values(output_map, theta, X):
+    s = singular_values(outputs_and_jacobian(output_map, theta, X)[1])
+    return s[-1], s[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_solver(flow, output_map, rtol, atol, max_steps, rank_rtol, with_eps, pinv_rtol):
+    """A jitted solve for one static configuration (compiled once, reused across θ0)."""
+
+    def field(s, theta, args):
+        X, Y, _ = args
+        x, D = outputs_and_jacobian(output_map, theta, X)
+        return direction(flow, D, grad_x_cost(x, Y), rank_rtol=pinv_rtol)
+
+    def save(s, theta, args):
+        X, Y, _ = args
+        x, D = outputs_and_jacobian(output_map, theta, X)
+        sv = singular_values(D)
+        return dict(theta=theta, x=x, cost=cost(x, Y), sigma_min=sv[-1], sigma_max=sv[0])
+
+    conds = {}
+    if with_eps:
+        conds["eps"] = lambda t, y, args, **kw: cost(output_map(y, args[0]), args[1]) - args[2]
+    if flow in _NEEDS_FULL_RANK:
+        def rank_lost(t, y, args, **kw):
+            smin, smax = _extreme_singular_values(output_map, y, args[0])
+            return smin < rank_rtol * smax
+        conds["rank-loss"] = rank_lost
+    event = None
+    if conds:
+        event = diffrax.Event(conds, root_finder=optx.Newton(rtol=_EVENT_TOL, atol=_EVENT_TOL) if with_eps else None)
+
+    @jax.jit
+    def solve(theta0, X, Y, ts, s1, eps):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(field),
+            diffrax.Tsit5(),
+            t0=0.0,
+            t1=s1,
+            dt0=None,
+            y0=theta0,
+            args=(X, Y, eps),
+            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=save)]),
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+            event=event,
+            max_steps=max_steps,
+            throw=False,
+        )
+        mask = sol.event_mask if event is not None else {}
+        return sol.ts, sol.ys, mask, sol.result, sol.stats["num_accepted_steps"]
+
+    return solve
+
+
+def _validate(flow, output_map, theta0, X, Y):
+    if flow not in FLOWS:
+        raise ValueError(f"`flow` must be one of {sorted(FLOWS)}; got {flow!r}.")
+    theta0 = as_float64(theta0, "theta0")
+    X = as_float64(X, "X")
+    Y = as_float64(Y, "Y")
+    require_shape(theta0, (None,), "theta0", "θ is one flat vector in the order of (1.5).")
+    require_shape(X, (None, None), "X", "Use `X[:, None]` for scalar inputs.")
+    require_shape(Y, (X.shape[0], None), "Y",
+                  f"Targets are one row y_ω(j) per input: (N, Q) with N = {X.shape[0]} from `X`.")
+    if X.shape[0] == 0:
+        raise ValueError("`X` has no inputs (N = 0); the cost (1.7) needs N ≥ 1.")
+    for a, name in ((theta0, "theta0"), (X, "X"), (Y, "Y")):
+        require_finite(a, name)
+    try:
+        x0 = output_map(theta0, X)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"`output_map` cannot be evaluated on `theta0` of shape {theta0.shape} and `X` of shape "
+            f"{X.shape}: {exc}"
+        ) from exc
+    if x0.shape != (Y.size,):
+        raise ValueError(
+            f"`output_map(theta0, X)` has shape {x0.shape} but `Y` of shape {Y.shape} needs outputs of "
+            f"shape ({Y.size},) = (QN,). Check the output width Q of the network against `Y`."
+        )
+    check_regime(flow, theta0.shape[0], Y.size)
+    return theta0, X, Y
+
+
+def _rank_message(flow, s, smin, smax, rank_rtol, QN, K):
+    which = QN if flow == "adapted" else K
+    eq = "(1.30)" if flow == "adapted" else "(5.2)"
+    return (
+        f"rank loss at s = {s:.6g}: the {which}-th (smallest) singular value of D is "
+        f"σ_min = {smin:.3e}, σ_min/σ_max = {smin / smax:.3e} < rank_rtol = {rank_rtol:.1e}. "
+        f"`flow={flow!r}` {eq} needs rank D = {which}; use `flow='least-squares'` (4.6) to continue "
+        f"through rank loss, or pass `on_rank_loss='stop'` to keep the orbit up to s."
+    )
+
+
+def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n_save: int = 201,
+                   eps: float | None = None, rtol: float = 1e-12, atol: float = 1e-14,
+                   max_steps: int = 100_000, rank_rtol: float = 1e-7, pinv_rtol: float | None = None,
+                   on_rank_loss: str = "raise") -> Orbit:
+    r"""Integrate ∂_s θ = F(θ), θ(0) = θ0, for a flow of `FLOWS` on [0, s1].
+
+    Args:
+        flow: `"standard"` (1.9), `"adapted"` (1.30), `"adapted-under"` (5.2) or
+            `"least-squares"` (4.6).
+        output_map: `output_map(theta, X) -> x`, e.g. `adaptedflow.mlp(widths)`.
+        theta0: θ(0), shape `(K,)`, float64.
+        X: inputs, shape `(N, M)`.  Y: targets y_{ω(j)}, shape `(N, Q)`.
+        s1: final time.
+        ts: times to save at, increasing in [0, s1]; default `n_save` equispaced times.
+        eps: if given, stop at the first s with C(s) ≤ eps (event with root finding).
+        rtol, atol: tolerances of the adaptive step-size controller on θ.  The
+            absolute tolerance bounds what can be resolved as C → 0: keep it tight.
+        max_steps: the most steps the solver may take before giving up (then an error).
+        rank_rtol: for `"adapted"` / `"adapted-under"`, stop when σ_min(D)/σ_max(D) <
+            `rank_rtol`.  The default 1e-7 keeps cond(D Dᵀ) ≤ 1e14, where the
+            Cholesky solve still returns several correct digits.
+        pinv_rtol: the pseudo-inverse cut-off of `"least-squares"` (default max(QN,K)·eps).
+        on_rank_loss: `"raise"` (default) raises `RankLossError`; `"stop"` returns the
+            orbit up to the rank loss with `stop="rank-loss"`.
+
+    Returns:
+        An `Orbit`.
+
+    Raises:
+        ValueError: bad shapes, non-finite data, a flow that does not fit K and QN,
+            eps ≤ 0.
+        RankLossError: rank lost at θ0, or along the orbit with `on_rank_loss="raise"`.
+        RuntimeError: the solver hit `max_steps` or produced non-finite values.
+    """
+    theta0, X, Y = _validate(flow, output_map, theta0, X, Y)
+    K, QN = theta0.shape[0], Y.size
+    if on_rank_loss not in ("raise", "stop"):
+        raise ValueError(f"`on_rank_loss` must be 'raise' or 'stop'; got {on_rank_loss!r}.")
+    if not np.isfinite(s1) or s1 <= 0:
+        raise ValueError(f"`s1` must be a positive finite time; got {s1!r}.")
+    if eps is not None and not eps > 0:
+        raise ValueError(f"`eps` must be > 0 (C ≥ 0, so C ≤ eps ≤ 0 means an exact zero); got {eps!r}.")
+    ts = np.linspace(0.0, s1, n_save) if ts is None else np.asarray(ts, dtype=np.float64)
+    if ts.ndim != 1 or ts.size == 0 or np.any(np.diff(ts) <= 0) or ts[0] < 0 or ts[-1] > s1:
+        raise ValueError("`ts` must be a non-empty increasing 1-D array of times in [0, s1].")
+    if flow in _NEEDS_FULL_RANK:
+        smin, smax = (float(v) for v in _extreme_singular_values(output_map, theta0, X))
+        if not smin >= rank_rtol * smax:
+            raise RankLossError("at θ0, " + _rank_message(flow, 0.0, smin, smax, rank_rtol, QN, K))
+
+    solve = _compiled_solver(flow, output_map, float(rtol), float(atol), int(max_steps),
+                             float(rank_rtol), eps is not None,
+                             None if pinv_rtol is None else float(pinv_rtol))
+    ts_out, ys, mask, result, n_steps = solve(theta0, X, Y, jnp.asarray(ts), jnp.asarray(s1, dtype=jnp.float64),
+                                              jnp.asarray(0.0 if eps is None else eps, dtype=jnp.float64))
+    saved, final = ys
+    s_end = float(ts_out[1][-1])
+    stop = "s1"
+    for name, hit in mask.items():
+        if bool(hit):
+            stop = name
+    if not (result == diffrax.RESULTS.successful or result == diffrax.RESULTS.event_occurred):
+        msg = diffrax.RESULTS[result]
+        raise RuntimeError(
+            f"`integrate_flow` ({flow}) failed at s = {s_end:.6g} before s1 = {s1}: {msg}. "
+            f"If the solver ran out of steps, raise `max_steps` (now {max_steps}) or loosen rtol/atol."
+        )
+    reached = np.asarray(ts_out[0]) <= s_end * (1 + 1e-15)
+    saved = {k: np.asarray(v)[reached] for k, v in saved.items()}
+    theta_end = np.asarray(final["theta"][-1])
+    cost_end = float(final["cost"][-1])
+    if not (np.all(np.isfinite(saved["cost"])) and np.isfinite(cost_end) and np.all(np.isfinite(theta_end))):
+        raise RuntimeError(f"`integrate_flow` ({flow}) produced non-finite values before s = {s_end:.6g}.")
+    if stop == "rank-loss" and on_rank_loss == "raise":
+        smin, smax = float(final["sigma_min"][-1]), float(final["sigma_max"][-1])
+        raise RankLossError(_rank_message(flow, s_end, smin, smax, rank_rtol, QN, K))
+    return Orbit(s=np.asarray(ts_out[0])[reached], theta=saved["theta"], x=saved["x"], cost=saved["cost"],
+                 sigma_min=saved["sigma_min"], sigma_max=saved["sigma_max"], s_end=s_end,
+                 theta_end=theta_end, cost_end=cost_end, stop=stop, n_steps=int(n_steps), flow=flow,
+                 rtol=float(rtol), atol=float(atol))
+
+
+def first_passage_times(flow: str, output_map, theta0, X, Y, eps, *, s1: float, **kwargs) -> np.ndarray:
+    r"""Measured stopping times s_*(ε) of (2.17) for several thresholds, in one sweep.
+
+    The flow is autonomous, so the orbit is integrated once: from θ(0) to the event
+    C = ε_1, restarted there to the event C = ε_2 < ε_1, and so on; each s_*(ε_k) is
+    the sum of the event times of the segments.  Every event is located by Newton
+    root finding on the solver's dense output.
+
+    Args:
+        eps: thresholds, shape `(E,)`, each with 0 < ε < C(0) (any order).
+        s1: give up at s = s1: thresholds not reached by then get `inf`.
+        **kwargs: passed to `integrate_flow` (tolerances, `rank_rtol`, …).
+
+    Returns:
+        s_*(ε) for each ε, shape `(E,)`, in the order given.
+
+    Raises:
+        ValueError: some ε ≤ 0, or ε ≥ C(0) (then s_*(ε) = 0 by (2.21): nothing to measure).
+    """
+    theta0, Xa, Ya = _validate(flow, output_map, theta0, X, Y)
+    eps = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+    C0 = float(cost(output_map(theta0, Xa), Ya))
+    if eps.ndim != 1 or not np.all((eps > 0) & (eps < C0)):
+        raise ValueError(
+            f"every `eps` must satisfy 0 < eps < C(0) = {C0:.6g}; got {eps}. "
+            f"For eps ≥ C(0), s_*(eps) = 0 (2.21)."
+        )
+    order = np.argsort(-eps)
+    times = np.full(eps.shape, np.inf)
+    s_done, theta = 0.0, theta0
+    for k in order:
+        if s_done >= s1:
+            break
+        if float(cost(output_map(theta, Xa), Ya)) <= eps[k]:   # an equal threshold, met already
+            times[k] = s_done
+            continue
+        orbit = integrate_flow(flow, output_map, theta, Xa, Ya, s1=s1 - s_done, eps=float(eps[k]),
+                               n_save=2, **kwargs)
+        if orbit.stop != "eps":
+            break
+        s_done += orbit.s_end
+        theta = jnp.asarray(orbit.theta_end)
+        times[k] = s_done
+    return times
+
+
+def first_passage_time(flow: str, output_map, theta0, X, Y, eps: float, *, s1: float, **kwargs) -> float:
+    r"""The measured stopping time s_*(ε) = inf{s ≥ 0 : C[x[θ(s)]] ≤ ε} of (2.17).
+
+    One integration, stopped by a diffrax event located with Newton root finding on the
+    dense solution; `first_passage_times` measures many thresholds in one sweep.
+
+    Args:
+        eps: the threshold ε, with 0 < ε < C(0).
+        s1: give up at s1: returns `inf` if C(s) > ε on [0, s1].
+        **kwargs: passed to `integrate_flow` (tolerances, `rank_rtol`, …).
+
+    Raises:
+        ValueError: ε ≤ 0, or ε ≥ C(0) (then s_*(ε) = 0 by (2.21): nothing to measure).
+    """
+    return float(first_passage_times(flow, output_map, theta0, X, Y, [eps], s1=s1, **kwargs)[0])

@@ -1,0 +1,90 @@
+r"""Linear algebra of the adapted flows: Gram solves, pseudo-inverses, numerical rank.
+
+Every rank here is a *numerical* rank: singular values are taken of D itself (never of
+D Dᵀ, whose condition number is the square), and the tolerance is an argument.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def default_rank_rtol(shape: tuple[int, int]) -> float:
+    r"""The default relative rank tolerance max(QN, K)·eps for a matrix of `shape` (QN, K)."""
+    return max(shape) * float(jnp.finfo(jnp.float64).eps)
+
+
+def singular_values(D: jax.Array) -> jax.Array:
+    r"""Singular values of D in decreasing order, shape `(min(QN, K),)`."""
+    return jnp.linalg.svd(D, compute_uv=False)
+
+
+def numerical_rank(D: jax.Array, rtol: float | None = None) -> int:
+    r"""Number of singular values of D above `rtol`·σ_max (default `default_rank_rtol`)."""
+    s = singular_values(D)
+    rtol = default_rank_rtol(D.shape) if rtol is None else rtol
+    return int(jnp.sum(s > rtol * s[0]))
+
+
+def _eigh_pinv_solve(G: jax.Array, b: jax.Array, rtol: float) -> jax.Array:
+    """G⁺ b for symmetric PSD G through its eigendecomposition (eigenvalues ≤ rtol·λ_max dropped)."""
+    lam, V = jnp.linalg.eigh(G)
+    keep = lam > rtol * jnp.max(lam)
+    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
+    return V @ (inv * (V.T @ b))
+
+
+def gram_solve(A: jax.Array, b: jax.Array, *, fallback_rtol: float | None = None) -> tuple[jax.Array, jax.Array]:
+    r"""Solve (A Aᵀ) α = b by Cholesky with one step of iterative refinement.
+
+    Never forms an inverse.  JAX's Cholesky returns NaN *silently* when A Aᵀ is
+    singular (a duplicated input, say); this is detected and the solve falls back to the
+    eigendecomposition pseudo-inverse of the same Gram matrix, so no NaN leaves here.
+    The refinement step uses A and Aᵀ (not the Gram matrix) for the residual, which
+    recovers most of the digits that squaring the condition number costs.
+
+    Args:
+        A: shape `(n, K)` with n ≤ K (D for (1.30); Dᵀ for (5.2)).
+        b: right-hand side, shape `(n,)`.
+        fallback_rtol: eigenvalue cut-off relative to λ_max for the fallback; default
+            `n·eps`.
+
+    Returns:
+        `(alpha, used_fallback)`: the solution, shape `(n,)`, and a boolean scalar.
+    """
+    G = A @ A.T
+    n = G.shape[0]
+    rtol = n * float(jnp.finfo(G.dtype).eps) if fallback_rtol is None else fallback_rtol
+    L = jnp.linalg.cholesky(G)
+    pivots = jnp.diagonal(L) ** 2
+    ok = jnp.all(jnp.isfinite(L)) & (jnp.min(pivots) > rtol * jnp.max(pivots))
+
+    def chol(_):
+        solve = lambda r: jax.scipy.linalg.cho_solve((L, True), r)
+        alpha = solve(b)
+        return alpha + solve(b - A @ (A.T @ alpha))
+
+    alpha = jax.lax.cond(ok, chol, lambda _: _eigh_pinv_solve(G, b, rtol), None)
+    return alpha, ~ok
+
+
+def pinv_solve(D: jax.Array, b: jax.Array, rtol: float | None = None) -> jax.Array:
+    r"""The minimum-norm least-squares solution D⁺ b = argmin_v |D v − b| of least norm (4.6).
+
+    Rank-revealing: from the SVD of D, singular values ≤ `rtol`·σ_max are treated as
+    zero (default `rtol = max(QN, K)·eps`).
+
+    Args:
+        D: shape `(QN, K)`.
+        b: shape `(QN,)`.
+        rtol: relative singular-value cut-off defining the numerical rank.
+
+    Returns:
+        D⁺ b, shape `(K,)`.
+    """
+    rtol = default_rank_rtol(D.shape) if rtol is None else rtol
+    U, s, Vt = jnp.linalg.svd(D, full_matrices=False)
+    keep = s > rtol * s[0]
+    inv = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
+    return Vt.T @ (inv * (U.T @ b))

@@ -1,0 +1,90 @@
+"""The pipeline: every chapter executed by papermill at its fast parameters, strict HTML build.
+
+The full build runs once per session (marker `book`); a broken toy book checks that a
+failing chapter is reported on the console with its cell and traceback.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adaptedflow.book import toc_chapters
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.book
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book"], cwd=ROOT, capture_output=True, text=True)
+    print(proc.stdout[-6000:])
+    assert proc.returncode == 0, f"`python -m adaptedflow.book` failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+def test_every_chapter_executes_and_prints_a_line(built_book):
+    for entry in toc_chapters(ROOT):
+        name = Path(entry).name
+        assert any(line.split()[:2] == [name, "ok"] for line in built_book.splitlines()), name
+    assert "summary" in built_book and "open " in built_book
+
+
+def test_every_claim_recorded_and_passed(built_book):
+    records = json.loads((ROOT / "_build" / "claims.json").read_text())
+    ids = {(r["id"], r["part"]) for r in records}
+    for expected in [("eq-1.13", "main"), ("eq-1.31", "main"), ("thm-2.1", "rate"), ("thm-2.1", "outputs"),
+                     ("thm-2.1", "rank-condition"), ("thm-2.3", "main")]:
+        assert expected in ids
+    assert all(r["passed"] for r in records)
+    assert all(r["mode"] == "fast" and r["verdict"] in ("reproduced", "needs an added hypothesis") for r in records)
+
+
+def test_html_pages_with_figures_and_math(built_book):
+    html = ROOT / "_build" / "html"
+    for entry in toc_chapters(ROOT):
+        page = (html / f"{entry}.html").read_text()
+        assert "<img" in page, f"{entry}: no figure"
+        assert "math notranslate" in page, f"{entry}: no math"
+        assert "injected-parameters" not in page
+    assert (html / "book" / "index.html").exists()
+
+
+def _toy_book(tmp_path: Path, cells_by_chapter: dict) -> Path:
+    (tmp_path / "src" / "adaptedflow").mkdir(parents=True)
+    (tmp_path / "book").mkdir()
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    chapters = "\n".join(f"  - file: book/{n}" for n in cells_by_chapter)
+    (tmp_path / "_toc.yml").write_text(f"format: jb-book\nroot: book/index\nchapters:\n{chapters}\n")
+    (tmp_path / "book" / "index.md").write_text("# Toy\n")
+    for name, sources in cells_by_chapter.items():
+        cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]} if i == 0 else {},
+                  "execution_count": None, "outputs": [], "source": s} for i, s in enumerate(sources)]
+        nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+              "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+        (tmp_path / "book" / f"{name}.ipynb").write_text(json.dumps(nb))
+    return tmp_path
+
+
+def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
+    root = _toy_book(tmp_path, {
+        "bad": ["seed = 0", "x = 1\nraise ZeroDivisionError('chapter broke on purpose')"],
+        "good": ["seed = 0", "print('fine')"],
+    })
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html"],
+                          capture_output=True, text=True)
+    out = proc.stdout
+    assert proc.returncode != 0
+    assert "chapter bad FAILED" in out and "code cell 2" in out
+    assert "raise ZeroDivisionError" in out and "chapter broke on purpose" in out
+    assert any(line.split()[:2] == ["good", "ok"] for line in out.splitlines())
+
+
+def test_unknown_chapter_name_is_refused(tmp_path):
+    root = _toy_book(tmp_path, {"only": ["seed = 0"]})
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--only", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown chapter" in proc.stderr and "only" in proc.stderr

@@ -1,0 +1,120 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adaptedflow as af
+
+
+def test_comparison_model_through_identity_map(rng):
+    X = jnp.zeros((4, 1))
+    Y = jnp.asarray(rng.normal(size=(4, 2)))
+    x0 = jnp.asarray(rng.normal(size=8))
+    o = af.integrate_flow("standard", af.identity_map, x0, X, Y, s1=20.0, n_save=11)
+    np.testing.assert_allclose(o.x, af.comparison_outputs(x0, Y, o.s), rtol=1e-10, atol=1e-12)
+    assert o.stop == "s1" and o.s_end == pytest.approx(20.0)
+
+
+def test_adapted_flow_rate_theorem_2_1(small_problem):
+    p = small_problem
+    N = p["X"].shape[0]
+    o = af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], s1=N * np.log(1e4), n_save=21)
+    np.testing.assert_allclose(o.cost, af.comparison_cost(o.cost[0], o.s, N), rtol=1e-8)
+    np.testing.assert_allclose(o.x, af.comparison_outputs(o.x[0], p["Y"], o.s), atol=1e-10)
+    assert np.all(o.sigma_min > 0) and np.all(o.sigma_min <= o.sigma_max)
+
+
+def test_stopping_time_events_theorem_2_3(small_problem):
+    p = small_problem
+    N = p["X"].shape[0]
+    C0 = float(af.cost(p["net"](p["theta"], p["X"]), p["Y"]))
+    eps = C0 * np.array([1e-2, 1e-1, 1e-5])                          # any order
+    s = af.first_passage_times("adapted", p["net"], p["theta"], p["X"], p["Y"], eps, s1=200.0)
+    np.testing.assert_allclose(s, af.stopping_time(C0, eps, N), rtol=1e-8)
+    one = af.first_passage_time("adapted", p["net"], p["theta"], p["X"], p["Y"], eps[0], s1=200.0)
+    np.testing.assert_allclose(one, s[0], rtol=1e-8)
+    assert af.first_passage_time("adapted", p["net"], p["theta"], p["X"], p["Y"], 1e-8 * C0, s1=1.0) == np.inf
+
+
+def _duplicate_input_problem():
+    """Two copies of one input with different labels: rank D ≤ QN − Q everywhere (§4)."""
+    X, omega, Y = af.gaussian_clusters(jax.random.PRNGKey(4), 4, 2, 2)
+    X = X.at[1].set(X[0])
+    Y = Y.at[1].set(Y[0][::-1])
+    widths = (2, 6, 2)
+    return X, Y, af.mlp(widths), af.init_params(jax.random.PRNGKey(5), widths)
+
+
+def test_rank_loss_at_start_names_singular_value_and_tolerance():
+    X, Y, net, theta = _duplicate_input_problem()
+    with pytest.raises(af.RankLossError, match=r"σ_min = .*rank_rtol = 1\.0e-07.*least-squares"):
+        af.integrate_flow("adapted", net, theta, X, Y, s1=1.0)
+
+
+def test_least_squares_flow_through_structural_rank_loss_4_7():
+    X, Y, net, theta = _duplicate_input_problem()
+    N = X.shape[0]
+    y = np.asarray(Y)
+    C_min = np.sum((y[0] - y[1]) ** 2) / (4 * N)          # the best any x with x_0 = x_1 can do
+    o = af.integrate_flow("least-squares", net, theta, X, Y, s1=30.0, n_save=7, pinv_rtol=1e-10)
+    np.testing.assert_allclose(o.cost - C_min, (o.cost[0] - C_min) * np.exp(-2 * o.s / N), rtol=1e-6)
+
+
+def test_rank_loss_along_the_orbit_stops_or_raises():
+    # x(θ) = (θ₁², θ₂) with target (−1, 0): θ₁ reaches 0 in finite time and D = diag(2θ₁, 1) loses rank.
+    fmap = lambda theta, X: jnp.stack([theta[0] ** 2, theta[1]])
+    X, Y, theta0 = jnp.zeros((1, 1)), jnp.asarray([[-1.0, 0.0]]), jnp.asarray([1.0, 0.5])
+    o = af.integrate_flow("adapted", fmap, theta0, X, Y, s1=10.0, on_rank_loss="stop", rank_rtol=1e-6)
+    assert o.stop == "rank-loss"
+    assert o.s_end == pytest.approx(np.log(2), rel=1e-4)     # θ₁² = 2e^{−s} − 1 hits 0 at s = log 2
+    with pytest.raises(af.RankLossError, match=r"rank loss at s = 0\.69"):
+        af.integrate_flow("adapted", fmap, theta0, X, Y, s1=10.0, rank_rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "change,error,match",
+    [
+        (dict(theta0="float32"), TypeError, "float64"),
+        (dict(X=np.full((6, 2), np.nan)), ValueError, "non-finite"),
+        (dict(Y=np.zeros((5, 2))), ValueError, r"`Y` must have shape \(6, \*\)"),
+        (dict(Y=np.zeros((6, 3))), ValueError, "output width"),
+        (dict(X=np.zeros(6)), ValueError, r"`X` must have shape"),
+        (dict(flow="adapted-under"), ValueError, "K ≤ QN"),
+        (dict(flow="sgd"), ValueError, "`flow` must be one of"),
+        (dict(s1=-1.0), ValueError, "s1"),
+        (dict(eps=0.0), ValueError, "eps"),
+        (dict(on_rank_loss="ignore"), ValueError, "on_rank_loss"),
+        (dict(ts=[0.0, 2.0, 1.0]), ValueError, "increasing"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(small_problem, change, error, match):
+    p = small_problem
+    kw = dict(flow="adapted", output_map=p["net"], theta0=p["theta"], X=p["X"], Y=p["Y"], s1=1.0)
+    kw.update(change)
+    if isinstance(kw["theta0"], str):
+        kw["theta0"] = np.asarray(p["theta"], dtype=np.float32)
+    with pytest.raises(error, match=match):
+        af.integrate_flow(**kw)
+
+
+def test_over_parametrized_flow_refuses_K_below_QN():
+    X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(0), 20, 2, 2)   # QN = 40
+    widths = (2, 3, 2)                                                 # K = 17
+    theta = af.init_params(jax.random.PRNGKey(1), widths)
+    with pytest.raises(ValueError, match=r"K = 17 < QN = 40.*adapted-under"):
+        af.integrate_flow("adapted", af.mlp(widths), theta, X, Y, s1=1.0)
+
+
+def test_stopping_time_rejects_eps_outside_0_C0(small_problem):
+    p = small_problem
+    C0 = float(af.cost(p["net"](p["theta"], p["X"]), p["Y"]))
+    with pytest.raises(ValueError, match=r"\(2\.21\)"):
+        af.first_passage_time("adapted", p["net"], p["theta"], p["X"], p["Y"], 2 * C0, s1=1.0)
+    with pytest.raises(ValueError, match="0 < eps"):
+        af.first_passage_time("adapted", p["net"], p["theta"], p["X"], p["Y"], -1.0, s1=1.0)
+
+
+def test_solver_running_out_of_steps_is_an_error(small_problem):
+    p = small_problem
+    with pytest.raises(RuntimeError, match="max_steps"):
+        af.integrate_flow("standard", p["net"], p["theta"], p["X"], p["Y"], s1=50.0, max_steps=3)
