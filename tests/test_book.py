@@ -88,3 +88,20 @@ def test_unknown_chapter_name_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--only", "nope"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown chapter" in proc.stderr and "only" in proc.stderr
+
+
+def test_parameter_override_is_injected_and_hidden(tmp_path):
+    root = _toy_book(tmp_path, {"echo": ["seed = 0", "assert seed == 7, seed\nprint('seed', seed)"]})
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html",
+                           "--param", "seed=7"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    staged = json.loads((root / "_build" / "stage" / "book" / "echo.ipynb").read_text())
+    injected = [c for c in staged["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"]
+
+
+def test_unknown_parameter_is_refused(tmp_path):
+    root = _toy_book(tmp_path, {"one": ["seed = 0\nsize = 3"]})
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html",
+                           "--param", "sede=1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no parameter(s) ['sede']" in proc.stderr and "seed, size" in proc.stderr

@@ -5,7 +5,8 @@ Usage (from the project root; `make book` calls it)::
     python -m adaptedflow.book                 # fast parameters, every chapter, HTML
     python -m adaptedflow.book --full          # publication parameters
     python -m adaptedflow.book --only 02_exponential_rate
-    python -m adaptedflow.book --no-html       # execute only (what the tests use)
+    python -m adaptedflow.book --no-html       # execute only
+    python -m adaptedflow.book --param seed=3  # override a parameter of every chapter
 
 Steps:
 
@@ -65,6 +66,22 @@ def toc_chapters(root: Path) -> list[str]:
 def chapter_name(entry: str) -> str:
     """`book/02_exponential_rate` → `02_exponential_rate`."""
     return Path(entry).name
+
+
+def parameter_names(notebook: Path) -> list[str]:
+    """Names assigned in the notebook's cell tagged `parameters` (one per line: `name = value`)."""
+    nb = json.loads(notebook.read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            return re.findall(r"^([A-Za-z_]\w*)\s*=", "".join(cell.get("source", "")), flags=re.M)
+    return []
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_]\w*", name.strip()):
+        raise ValueError(f"--param takes NAME=VALUE (e.g. seed=3); got {text!r}")
+    return name.strip(), yaml.safe_load(value)
 
 
 def full_parameters(notebook: Path) -> dict:
@@ -128,7 +145,8 @@ def _hide_injected(executed: Path) -> None:
         executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout: int) -> dict:
+def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout: int,
+                overrides: dict | None = None) -> dict:
     """Execute one chapter with papermill into the stage; return its summary row."""
     name = chapter_name(entry)
     src = root / f"{entry}.ipynb"
@@ -137,6 +155,7 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
     claims = root / "_build" / "claims"
     clear_chapter(name, claims)
     params = dict(full_parameters(src), mode="full") if full else {}
+    params.update(overrides or {})
     cmd = [sys.executable, "-m", "papermill", str(src), str(out), "-k", "python3",
            "--cwd", str(out.parent), "--no-progress-bar", "--execution-timeout", str(cell_timeout)]
     if params:
@@ -179,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adaptedflow.book", description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="run the publication parameters")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this chapter (repeatable)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a parameter of every selected chapter, e.g. --param seed=3 (repeatable)")
     parser.add_argument("--no-html", action="store_true", help="execute the chapters, skip the HTML build")
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once (default 1)")
     parser.add_argument("--cell-timeout", type=int, default=900, help="seconds a cell may run (default 900)")
@@ -197,6 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         selected = [e for e in entries if chapter_name(e) in args.only]
     else:
         selected = entries
+    try:
+        overrides = dict(_parse_param(p) for p in args.param)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for e in selected:
+        known = parameter_names(root / f"{e}.ipynb")
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            parser.error(f"chapter {chapter_name(e)} has no parameter(s) {unknown}; its parameters are: "
+                         f"{', '.join(known)}")
     if args.jobs < 1 or args.cell_timeout < 1:
         parser.error("--jobs and --cell-timeout must be positive integers")
 
@@ -207,11 +238,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy2(root / f"{e}.ipynb", stage / f"{e}.ipynb")
 
     mode = "full" if args.full else "fast"
-    print(f"executing {len(selected)} chapter(s) at {mode} parameters", flush=True)
+    extra = f" with {overrides}" if overrides else ""
+    print(f"executing {len(selected)} chapter(s) at {mode} parameters{extra}", flush=True)
     rows: list[dict] = []
 
     def one(entry):
-        row = run_chapter(root, stage, entry, full=args.full, cell_timeout=args.cell_timeout)
+        row = run_chapter(root, stage, entry, full=args.full, cell_timeout=args.cell_timeout, overrides=overrides)
         print(f"  {row['chapter']:<28} {'ok' if row['ok'] else 'FAILED':<7} {row['seconds']:7.1f} s", flush=True)
         if row["detail"]:
             print(f"chapter {row['chapter']} FAILED\n{row['detail']}\n", flush=True)
