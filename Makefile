@@ -8,13 +8,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book book-full test unit install clean help
+.PHONY: book book-full test unit lab install clean help
 
 help:
 	@echo "make book       execute every chapter (fast parameters) and build _build/html"
 	@echo "make book-full  the same at the publication parameters"
 	@echo "make test       unit tests + every chapter via papermill + strict HTML build"
 	@echo "make unit       unit tests only"
+	@echo "make lab        JupyterLab on book/ with the project's kernel (installed on first use)"
 	@echo "make clean      remove _build"
 
 $(STAMP): requirements-lock.txt pyproject.toml
@@ -38,6 +39,11 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not book"
+
+# JupyterLab is not part of the pinned book environment: it is installed on first use.
+lab: $(STAMP)
+	$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install --quiet "jupyterlab>=4,<5"
+	cd book && $(abspath $(VENV))/bin/jupyter lab
 
 clean:
 	rm -rf _build

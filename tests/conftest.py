@@ -1,5 +1,10 @@
 """Shared fixtures. Importing adaptedflow switches JAX to float64 before any test runs."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -20,3 +25,20 @@ def small_problem():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    """Run the whole pipeline once: every chapter at fast parameters, then the strict HTML build.
+
+    The network is blocked for it by proxies that point nowhere: the build must not need it.
+    """
+    root = Path(__file__).resolve().parents[1]
+    nowhere = "http://127.0.0.1:9"
+    env = dict(os.environ, HTTP_PROXY=nowhere, HTTPS_PROXY=nowhere, ALL_PROXY=nowhere, http_proxy=nowhere,
+               https_proxy=nowhere, all_proxy=nowhere, NO_PROXY="", no_proxy="")
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book"], cwd=root, capture_output=True, text=True,
+                          env=env)
+    print(proc.stdout[-6000:])
+    assert proc.returncode == 0, f"`python -m adaptedflow.book` failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout

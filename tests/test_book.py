@@ -18,14 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.book
 
 
-@pytest.fixture(scope="session")
-def built_book():
-    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book"], cwd=ROOT, capture_output=True, text=True)
-    print(proc.stdout[-6000:])
-    assert proc.returncode == 0, f"`python -m adaptedflow.book` failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout
-
-
 def test_every_chapter_executes_and_prints_a_line(built_book):
     for entry in toc_chapters(ROOT):
         name = Path(entry).name
@@ -41,6 +33,37 @@ def test_every_claim_recorded_and_passed(built_book):
         assert expected in ids
     assert all(r["passed"] for r in records)
     assert all(r["mode"] == "fast" and r["verdict"] in ("reproduced", "needs an added hypothesis") for r in records)
+
+
+def test_no_claim_disappears_and_new_claims_are_listed(built_book):
+    lines = (ROOT / "tests" / "expected_claims.txt").read_text().splitlines()
+    expected = {tuple(line.split()) for line in lines if line.strip() and not line.startswith("#")}
+    recorded = {(r["id"], r["part"]) for r in json.loads((ROOT / "_build" / "claims.json").read_text())}
+    missing, unlisted = sorted(expected - recorded), sorted(recorded - expected)
+    assert not missing, f"claims that existed are no longer recorded: {missing}"
+    assert not unlisted, f"new claims: add them to tests/expected_claims.txt: {unlisted}"
+
+
+def test_generated_pages_and_json(built_book):
+    html = ROOT / "_build" / "html"
+    claims = json.loads((html / "_static" / "claims.json").read_text())
+    assert claims == json.loads((ROOT / "_build" / "claims.json").read_text())
+    manifest = json.loads((html / "_static" / "manifest.json").read_text())
+    for key in ("git_commit", "git_dirty", "date_utc", "platform", "cpu_count", "python", "packages", "chapters"):
+        assert key in manifest
+    for name in ("jax", "jaxlib", "diffrax", "numpy", "matplotlib", "papermill", "jupyter-book"):
+        assert manifest["packages"][name], name
+    assert {c["chapter"] for c in manifest["chapters"]} >= {Path(e).name for e in toc_chapters(ROOT)}
+    page = (html / "book" / "claims.html").read_text()
+    assert "thm-2.1" in page or "Theorem 2.1" in page
+    assert "not yet reproduced" in page                      # honest about coverage
+    assert 'href="02_exponential_rate.html#claim-thm-2.1-rate"' in page
+    assert 'id="claim-thm-2.1-rate"' in (html / "book" / "02_exponential_rate.html").read_text()
+    repro = (html / "book" / "reproducibility.html").read_text()
+    assert manifest["git_commit"] is None or manifest["git_commit"] in repro
+    cite = (html / "book" / "cite.html").read_text()
+    assert "Hanin" in cite and "Nonnenmacher" in cite          # the bibliography rendered
+    assert (html / "mathjax" / "es5" / "tex-chtml.js").exists()
 
 
 def test_html_pages_with_figures_and_math(built_book):
@@ -83,6 +106,18 @@ def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
     assert any(line.split()[:2] == ["good", "ok"] for line in out.splitlines())
 
 
+def test_broken_claim_fails_the_build_naming_the_claim(tmp_path):
+    root = _toy_book(tmp_path, {"broken": [
+        "seed = 0",
+        "import adaptedflow as af\ncheck = af.checker('broken')\n"
+        "check('thm-9.9', 1.0, 1e-3, statement='A deliberately broken claim.', quantity='q')",
+    ]})
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "ClaimFailed" in proc.stdout and "claim 'thm-9.9' (main) failed" in proc.stdout
+
+
 def test_unknown_chapter_name_is_refused(tmp_path):
     root = _toy_book(tmp_path, {"only": ["seed = 0"]})
     proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--only", "nope"],
@@ -105,3 +140,26 @@ def test_unknown_parameter_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html",
                            "--param", "sede=1"], capture_output=True, text=True)
     assert proc.returncode == 2 and "no parameter(s) ['sede']" in proc.stderr and "seed, size" in proc.stderr
+
+
+def test_hanging_chapter_is_stopped_by_the_cell_timeout(tmp_path):
+    root = _toy_book(tmp_path, {"hangs": ["seed = 0", "import time\ntime.sleep(120)"]})
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html",
+                           "--cell-timeout", "3"], capture_output=True, text=True, timeout=100)
+    assert proc.returncode != 0
+    assert "chapter hangs FAILED" in proc.stdout and "--cell-timeout = 3 s" in proc.stdout
+
+
+def test_a_chapter_run_twice_gives_bit_identical_claims(tmp_path):
+    """Determinism: the same chapter, same machine, same parameters → the same claim values."""
+    root = _toy_book(tmp_path, {})
+    shutil.copy(ROOT / "book" / "01_setting.ipynb", root / "book" / "01_setting.ipynb")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: book/01_setting\n")
+    values = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        records = json.loads((root / "_build" / "claims.json").read_text())
+        values.append({(r["id"], r["part"]): r["measured"] for r in records})
+    assert values[0] == values[1] and len(values[0]) >= 4

@@ -16,7 +16,8 @@ Steps:
    (fast: the notebook's own `parameters` cell; `--full`: the parameters stored in the
    notebook's metadata ``adaptedflow.full_parameters``), printing one line per chapter.
    A failing chapter prints its failing cell and traceback; the others still run.
-3. Gather every chapter's claim records into `_build/claims.json`.
+3. Gather every chapter's claim records into `_build/claims.json`, and generate the
+   Claims and Reproducibility pages and `_static/claims.json`, `_static/manifest.json`.
 4. ``jupyter-book build _build/stage --path-output . -n -W --keep-going`` (execution off).
 
 The command exits non-zero if any chapter or the HTML build failed.
@@ -38,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from .claims import clear_chapter, collect, project_root
+from .report import claims_page, manifest, reproducibility_page
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -94,9 +96,11 @@ def _stage(root: Path, stage: Path) -> None:
     stage.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, stage / name)
-    for extra in ("references.bib", "LICENSE", "CITATION.cff"):
+    for extra in ("references.bib", "LICENSE", "LICENSE-text", "CITATION.cff"):
         if (root / extra).exists():
             shutil.copy2(root / extra, stage / extra)
+    (stage / "_static").mkdir(exist_ok=True)
+    _stage_mathjax(stage / "_extra")
     src = root / "book"
     for path in src.rglob("*"):
         rel = path.relative_to(src)
@@ -108,6 +112,46 @@ def _stage(root: Path, stage: Path) -> None:
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
+
+
+def _stage_mathjax(extra: Path) -> None:
+    """Copy MathJax 3 (es5 build, fonts included) next to the HTML, so math renders offline.
+
+    It comes from the PyPI package `django-static-mathjax` (static files only, no
+    dependencies), is served through `html_extra_path` and loaded via `mathjax_path`.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    src = Path(spec.origin).parent / "static" / "mathjax" if spec and spec.origin else None
+    if src is None or not (src / "es5" / "tex-chtml.js").exists():
+        raise SystemExit("MathJax 3 is missing: install `django-static-mathjax` (it is in requirements-lock.txt).")
+    dest = extra / "mathjax"
+    if not (dest / "es5" / "tex-chtml.js").exists():
+        shutil.copytree(src / "es5", dest / "es5", dirs_exist_ok=True)
+        shutil.copy2(src / "LICENSE", dest / "LICENSE")
+
+
+def _write_reports(root: Path, stage: Path, entries: list[str], rows: list[dict]) -> list[dict]:
+    """Gather claims and execution rows; write claims.json, execution.json, manifest.json and
+    the generated Claims and Reproducibility pages into the stage."""
+    build = root / "_build"
+    records = collect(build / "claims")
+    previous = {}
+    if (build / "execution.json").exists():
+        previous = {r["chapter"]: r for r in json.loads((build / "execution.json").read_text())}
+    ran = {r["chapter"]: {k: v for k, v in r.items() if k != "detail"} for r in rows}
+    all_rows = [ran.get(chapter_name(e)) or previous.get(chapter_name(e)) for e in entries]
+    all_rows = [r for r in all_rows if r]
+    (build / "claims.json").write_text(json.dumps(records, indent=1) + "\n")
+    (build / "execution.json").write_text(json.dumps(all_rows, indent=1) + "\n")
+    data = manifest(root, all_rows)
+    (stage / "_static" / "claims.json").write_text(json.dumps(records, indent=1) + "\n")
+    (stage / "_static" / "manifest.json").write_text(json.dumps(data, indent=1) + "\n")
+    pages = {chapter_name(e): Path(e).name for e in entries}
+    (stage / "book" / "claims.md").write_text(claims_page(records, chapter_pages=pages))
+    (stage / "book" / "reproducibility.md").write_text(reproducibility_page(data))
+    return records
 
 
 def _first_error(executed: Path) -> str | None:
@@ -173,6 +217,9 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
         _hide_injected(out)
     if not ok:
         detail = _first_error(out) if out.exists() else None
+        if "timed out" in proc.stderr:
+            detail = (f"  TIMEOUT: a cell ran longer than --cell-timeout = {cell_timeout} s and was interrupted\n"
+                      + (detail or ""))
         if detail is None:
             tail = _ANSI.sub("", proc.stderr).strip().splitlines()[-25:]
             detail = "  papermill output (last lines):\n" + "\n".join("    " + line for line in tail)
@@ -254,10 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = list(pool.map(one, selected))
     total = time.perf_counter() - t0
 
-    records = collect(root / "_build" / "claims")
-    (root / "_build" / "claims.json").write_text(json.dumps(records, indent=1) + "\n")
-    (root / "_build" / "execution.json").write_text(
-        json.dumps([{k: v for k, v in r.items() if k != "detail"} for r in rows], indent=1) + "\n")
+    records = _write_reports(root, stage, entries, rows)
 
     failed = [r["chapter"] for r in rows if not r["ok"]]
     bad_claims = [f"{r['id']} ({r['part']}, {r['chapter']})" for r in records if not r["passed"]]

@@ -14,8 +14,8 @@ Two things are recorded separately:
   statement as written (the counterexample's numbers are then the checked fact).
 
 The build (`python -m adaptedflow.book`) sets ``ADAPTEDFLOW_CLAIMS_DIR`` and
-``ADAPTEDFLOW_CHAPTER``; a notebook run by hand writes to `_build/claims/` of the
-project it lives in.
+``ADAPTEDFLOW_CHAPTER``; a notebook run by hand writes to `_build/claims-interactive/`
+of the project it lives in, apart from the build's records.
 """
 
 from __future__ import annotations
@@ -49,9 +49,31 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def claims_dir() -> Path:
-    """Where records go: ``$ADAPTEDFLOW_CLAIMS_DIR``, else `<project>/_build/claims`."""
+    """Where records go: ``$ADAPTEDFLOW_CLAIMS_DIR`` (set by the build), else
+    `<project>/_build/claims-interactive`, so a chapter run by hand in Jupyter never
+    mixes its records with the build's."""
     env = os.environ.get("ADAPTEDFLOW_CLAIMS_DIR")
-    return Path(env) if env else project_root() / "_build" / "claims"
+    return Path(env) if env else project_root() / "_build" / "claims-interactive"
+
+
+def _show(record: dict, line: str) -> None:
+    """Print the verdict line; inside IPython also display it with an HTML anchor that
+    the Claims page links to (``#claim-<id>-<part>``)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        print(line)
+        return
+    import html as _html
+
+    colour = "#1a7f37" if record["passed"] else "#cf222e"
+    badge = (f'<div id="claim-{record["id"]}-{record["part"]}" class="af-claim" '
+             f'style="border-left:4px solid {colour};padding:2px 8px;font-family:monospace;font-size:0.9em">'
+             f'{_html.escape(line)}</div>')
+    display({"text/html": badge, "text/plain": line}, raw=True)
 
 
 def _jsonable(v: Any) -> Any:
@@ -139,7 +161,7 @@ def check(claim_id: str, measured: float, bound: float, *, statement: str, quant
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{claim_id}--{part}.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     status = "PASS" if passed else "FAIL"
-    print(f"[{status}] {claim_id} ({part}): {quantity} = {measured_f:.3e} {relation} {bound_f:.1e}  [{verdict}]")
+    _show(record, f"[{status}] {claim_id} ({part}): {quantity} = {measured_f:.3e} {relation} {bound_f:.1e}  [{verdict}]")
     if not passed:
         raise ClaimFailed(
             f"claim {claim_id!r} ({part}) failed in chapter {chapter!r}: {quantity} = {measured_f!r} is not "
