@@ -70,3 +70,17 @@ def test_chapter_is_stored_clean_with_a_parameters_cell(entry):
 def test_ci_runs_make_test():
     text = (ROOT / ".ci" / "run").read_text()
     assert "set -euo pipefail" in text and "make test" in text
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_papermill_parses_every_parameter(entry):
+    """papermill must see every `name = value` of the parameters cell (a stray `=` in a
+    comment makes it skip the line, and then `--param`/`--full` could not set it)."""
+    from papermill.inspection import _infer_parameters
+    from papermill.iorw import load_notebook_node
+
+    from adaptedflow.book import parameter_names
+
+    nb = load_notebook_node(str(ROOT / f"{entry}.ipynb"))
+    inferred = [p.name for p in _infer_parameters(nb)]
+    assert inferred == parameter_names(ROOT / f"{entry}.ipynb")

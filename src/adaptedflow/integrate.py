@@ -26,6 +26,7 @@ import optimistix as optx
 from ._checks import RankLossError, as_float64, require_finite, require_shape
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
+from .kernels import _gram_solve_matrix, _vjp_jvp, is_structured, mlp_outputs_and_ntk
 from .linalg import singular_values
 
 #: Tolerance (relative and absolute, in s) of the Newton root finder locating C(s) = ε.
@@ -76,14 +77,41 @@ def _extreme_singular_values(output_map, theta, X):
     return s[-1], s[0]
 
 
+def _kernel_rank_ratio(output_map, theta, X):
+    """σ_min(D)/σ_max(D) from the eigenvalues of the structured kernel D Dᵀ (no D formed).
+
+    Resolves ratios down to about sqrt(QN·eps) (the kernel squares the condition number)."""
+    lam = jnp.linalg.eigvalsh(mlp_outputs_and_ntk(output_map, theta, X)[1])
+    return jnp.sqrt(jnp.maximum(lam[0], 0.0) / lam[-1])
+
+
+def _vector_field(flow, output_map, jacobian, pinv_rtol):
+    """∂ₛθ = F(θ) for diffrax; the Jacobian is materialised only where the flow needs it."""
+    if flow == "standard":                       # −Dᵀ∇ₓC is one vector–Jacobian product
+        def field(s, theta, args):
+            X, Y, _ = args
+            x, vjp = jax.vjp(lambda t: output_map(t, X), theta)
+            return -vjp(grad_x_cost(x, Y))[0]
+    elif flow == "adapted" and jacobian == "structured":
+        def field(s, theta, args):               # layer-wise kernel, u = −Dᵀα by one VJP
+            X, Y, _ = args
+            x, Dt, Dv = _vjp_jvp(output_map, theta, X)
+            g = grad_x_cost(x, Y)
+            alpha, _ = _gram_solve_matrix(mlp_outputs_and_ntk(output_map, theta, X)[1], g, lambda a: Dv(Dt(a)))
+            return -Dt(alpha)
+    else:
+        def field(s, theta, args):
+            X, Y, _ = args
+            x, D = outputs_and_jacobian(output_map, theta, X)
+            return direction(flow, D, grad_x_cost(x, Y), rank_rtol=pinv_rtol)
+    return field
+
+
 @functools.lru_cache(maxsize=64)
-def _compiled_solver(flow, output_map, rtol, atol, max_steps, rank_rtol, with_eps, pinv_rtol):
+def _compiled_solver(flow, output_map, rtol, atol, max_steps, rank_rtol, with_eps, pinv_rtol, jacobian):
     """A jitted solve for one static configuration (compiled once, reused across θ0)."""
 
-    def field(s, theta, args):
-        X, Y, _ = args
-        x, D = outputs_and_jacobian(output_map, theta, X)
-        return direction(flow, D, grad_x_cost(x, Y), rank_rtol=pinv_rtol)
+    field = _vector_field(flow, output_map, jacobian, pinv_rtol)
 
     def save(s, theta, args):
         X, Y, _ = args
@@ -96,6 +124,8 @@ def _compiled_solver(flow, output_map, rtol, atol, max_steps, rank_rtol, with_ep
         conds["eps"] = lambda t, y, args, **kw: cost(output_map(y, args[0]), args[1]) - args[2]
     if flow in _NEEDS_FULL_RANK:
         def rank_lost(t, y, args, **kw):
+            if jacobian == "structured":
+                return _kernel_rank_ratio(output_map, y, args[0]) < rank_rtol
             smin, smax = _extreme_singular_values(output_map, y, args[0])
             return smin < rank_rtol * smax
         conds["rank-loss"] = rank_lost
@@ -169,7 +199,7 @@ def _rank_message(flow, s, smin, smax, rank_rtol, QN, K):
 def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n_save: int = 201,
                    eps: float | None = None, rtol: float = 1e-12, atol: float = 1e-14,
                    max_steps: int = 100_000, rank_rtol: float = 1e-7, pinv_rtol: float | None = None,
-                   on_rank_loss: str = "raise") -> Orbit:
+                   on_rank_loss: str = "raise", jacobian: str = "auto") -> Orbit:
     r"""Integrate ∂_s θ = F(θ), θ(0) = θ0, for a flow of `FLOWS` on [0, s1].
 
     Args:
@@ -190,6 +220,11 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         pinv_rtol: the pseudo-inverse cut-off of `"least-squares"` (default max(QN,K)·eps).
         on_rank_loss: `"raise"` (default) raises `RankLossError`; `"stop"` returns the
             orbit up to the rank loss with `stop="rank-loss"`.
+        jacobian: how the adapted field (1.30) gets D Dᵀ: `"structured"` (the layer-wise
+            kernel of `adaptedflow.kernels`, no D formed; its rank test resolves
+            σ_min/σ_max down to ≈ sqrt(QN·eps)), `"dense"` (D by reverse mode, rank from
+            the SVD of D), or `"auto"` (structured for `adaptedflow.mlp` maps).  Saved
+            singular values always come from the SVD of D.
 
     Returns:
         An `Orbit`.
@@ -216,9 +251,15 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         if not smin >= rank_rtol * smax:
             raise RankLossError("at θ0, " + _rank_message(flow, 0.0, smin, smax, rank_rtol, QN, K))
 
+    if jacobian not in ("auto", "dense", "structured"):
+        raise ValueError(f"`jacobian` must be 'auto', 'dense' or 'structured'; got {jacobian!r}.")
+    if jacobian == "structured" and not is_structured(output_map):
+        raise ValueError("`jacobian='structured'` needs an MLP made by `adaptedflow.mlp`; use 'dense'.")
+    if jacobian == "auto":
+        jacobian = "structured" if (flow == "adapted" and is_structured(output_map)) else "dense"
     solve = _compiled_solver(flow, output_map, float(rtol), float(atol), int(max_steps),
                              float(rank_rtol), eps is not None,
-                             None if pinv_rtol is None else float(pinv_rtol))
+                             None if pinv_rtol is None else float(pinv_rtol), jacobian)
     ts_out, ys, mask, result, n_steps = solve(theta0, X, Y, jnp.asarray(ts), jnp.asarray(s1, dtype=jnp.float64),
                                               jnp.asarray(0.0 if eps is None else eps, dtype=jnp.float64))
     saved, final = ys

@@ -1,0 +1,152 @@
+r"""Benchmark: what one adapted direction (1.30) costs, by method and against the peers.
+
+Run on demand (never in CI's timing assertions)::
+
+    OPENBLAS_NUM_THREADS=1 python -m adaptedflow.bench            # QN ∈ {300, 1000, 3000}
+    python -m adaptedflow.bench --quick                             # tiny sizes, a smoke run
+
+Each row is measured in a fresh subprocess (so its peak resident memory is its own):
+the median wall time over `--repeats` runs after one compile-and-warm-up call, the peak
+resident set size, and the ratio to one standard gradient (`jax.grad` of the cost) timed
+in the same subprocess.  Rows: this package's ``structured``, ``matrix-free`` and ``dense``
+directions, and the peers a user would otherwise reach for: `jnp.linalg.pinv` and
+`jnp.linalg.lstsq` on jacrev's D, an `optimistix.GaussNewton` step with ``jac="bwd"`` and
+`lineax.LSMR`; `neural-tangents` gets a row with the error its import raises here (it is
+not a dependency: 0.6.5 was reported to import `jax.core.Jaxpr`, gone from jax 0.10, and to
+pull in TensorFlow).
+Set `OPENBLAS_NUM_THREADS` (and `XLA_FLAGS`) the same way for every run you compare:
+LAPACK calls showed 10–50× spikes under load without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SIZES = {  # (label, widths, N): QN = Q·N, K from the widths
+    "full": [("QN=300", (16, 64, 64, 10), 30), ("QN=1000", (16, 256, 256, 10), 100),
+             ("QN=1000,K=270k", (16, 512, 512, 10), 100), ("QN=3000", (16, 512, 512, 10), 300)],
+    "quick": [("QN=40", (4, 32, 32, 4), 10), ("QN=120", (8, 64, 64, 6), 20)],
+}
+METHODS = ("grad", "structured", "matrix-free", "dense", "pinv", "lstsq", "optimistix-gn", "lineax-lsmr")
+SKIP_DENSE_ABOVE = 150e6          # QN·K entries: the dense peers would need > 1.2 GB for D alone
+
+
+def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import adaptedflow as af
+
+    Q = widths[-1]
+    X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(0), N, widths[0], Q)
+    net = af.mlp(tuple(widths))
+    theta = af.init_params(jax.random.PRNGKey(1), widths)
+    K, QN = theta.size, Q * N
+    loss = lambda t: af.cost(net(t, X), Y)
+    grad = jax.jit(jax.grad(loss))
+    if method == "grad":
+        fn = lambda: grad(theta)
+    elif method in ("structured", "matrix-free", "dense"):
+        fn = lambda: af.adapted_step_direction(net, theta, X, Y, method=method)[0]
+    else:
+        if QN * K > SKIP_DENSE_ABOVE:
+            return {"skipped": f"D would have {QN * K / 1e6:.0f}M entries"}
+        jac = jax.jit(jax.jacrev(lambda t: net(t, X)))
+        res = jax.jit(lambda t: net(t, X) - Y.reshape(-1))
+        if method == "pinv":
+            fn = jax.jit(lambda: -jnp.linalg.pinv(jac(theta)) @ res(theta) / N)
+        elif method == "lstsq":
+            fn = jax.jit(lambda: -jnp.linalg.lstsq(jac(theta), res(theta) / N)[0])
+        elif method == "optimistix-gn":
+            import optimistix as optx
+
+            solver = optx.GaussNewton(rtol=1e-12, atol=1e-12)
+            fn = jax.jit(lambda: optx.least_squares(lambda t, _: (net(t, X) - Y.reshape(-1)) / np.sqrt(N), solver,
+                                                    theta, max_steps=1, throw=False,
+                                                    options={"jac": "bwd"}).value - theta)
+        elif method == "lineax-lsmr":
+            import lineax as lx
+
+            op = lx.JacobianLinearOperator(lambda t, _: net(t, X), theta, jac="bwd")
+            fn = jax.jit(lambda: -lx.linear_solve(op, res(theta) / N, lx.LSMR(rtol=1e-10, atol=1e-10),
+                                                  throw=False).value)
+        else:
+            raise ValueError(method)
+    jax.block_until_ready(fn())
+    jax.block_until_ready(grad(theta))
+    times, gtimes = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        jax.block_until_ready(grad(theta))
+        gtimes.append(time.perf_counter() - t)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"K": int(K), "QN": int(QN), "seconds": float(np.median(times)),
+            "ratio_to_grad": float(np.median(times) / np.median(gtimes)), "peak_mb": float(peak_mb)}
+
+
+def _neural_tangents_status() -> str:
+    """Why neural-tangents has no timing row: the import error as raised here."""
+    proc = subprocess.run([sys.executable, "-c", "import neural_tangents"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return "it imports, but has no row yet"
+    last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+    return f"`import neural_tangents` fails: {last[:110]}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adaptedflow.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, seconds)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--one", nargs=3, metavar=("METHOD", "WIDTHS", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        method, widths, N = args.one
+        print(json.dumps(_measure(method, tuple(json.loads(widths)), int(N), args.repeats)))
+        return 0
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    print(f"OPENBLAS_NUM_THREADS={env['OPENBLAS_NUM_THREADS']} XLA_FLAGS={env.get('XLA_FLAGS', '')!r}; "
+          f"median of {args.repeats}; float64")
+    print(f"{'size':<16} {'method':<15} {'K':>8} {'QN':>6} {'seconds':>9} {'x grad':>8} {'peak MB':>8}")
+    rows = []
+    for label, widths, N in SIZES["quick" if args.quick else "full"]:
+        for method in methods:
+            cmd = [sys.executable, "-m", "adaptedflow.bench", "--repeats", str(args.repeats),
+                   "--one", method, json.dumps(list(widths)), str(N)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            try:
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                row = {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:80]}
+            row.update(size=label, method=method)
+            rows.append(row)
+            if "seconds" in row:
+                print(f"{label:<16} {method:<15} {row['K']:>8} {row['QN']:>6} {row['seconds']:>9.4f} "
+                      f"{row['ratio_to_grad']:>8.1f} {row['peak_mb']:>8.0f}", flush=True)
+            else:
+                print(f"{label:<16} {method:<15} {row.get('skipped') or row.get('error')}", flush=True)
+        print(f"{label:<16} {'neural-tangents':<15} cannot run: {_neural_tangents_status()}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

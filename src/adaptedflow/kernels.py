@@ -1,0 +1,204 @@
+r"""The empirical NTK D Dᵀ without materialising D, and the adapted direction three ways.
+
+For an MLP (1.3)–(1.4) the Jacobian has layer structure: with pre-activations
+z_ℓ = W_ℓ h_{ℓ−1} + b_ℓ and back-propagated errors δ_ℓ(j, q) = ∂x_{j,q}/∂z_ℓ(j),
+
+    ∂x_{j,q}/∂W_ℓ = δ_ℓ(j, q) h_{ℓ−1}(j)ᵀ,   ∂x_{j,q}/∂b_ℓ = δ_ℓ(j, q),
+
+so the kernel (1.25) is a sum over layers of Hadamard products,
+
+    (D Dᵀ)[(j,q),(i,p)] = Σ_ℓ ⟨δ_ℓ(j,q), δ_ℓ(i,p)⟩ (⟨h_{ℓ−1}(j), h_{ℓ−1}(i)⟩ + 1),
+
+which costs Σ_ℓ (QN)² M_ℓ flops instead of (QN)² K for D Dᵀ from D, and never holds the
+QN × K matrix D.  The direction is then u = Dᵀα with (D Dᵀ)α = ∇ₓC, and Dᵀα is one
+vector–Jacobian product.
+
+`adapted_step_direction` computes the over-parametrized adapted direction (1.30) by
+
+* ``"dense"``: D materialised by reverse mode, Gram from D (the reference);
+* ``"structured"``: the layer-wise kernel above (MLPs made by `adaptedflow.mlp`);
+* ``"matrix-free"``: conjugate gradients on D Dᵀ through jvp∘vjp, Jacobi-preconditioned
+  (the diagonal of D Dᵀ from the structured formula when available), for sizes where even
+  the kernel does not fit;
+
+and ``"auto"`` picks structured for the package's MLPs, dense otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .cost import grad_x_cost, outputs_and_jacobian
+from .linalg import gram_solve
+from .network import _ACTIVATIONS, unflatten_params
+
+METHODS = ("auto", "dense", "structured", "matrix-free")
+
+
+class DirectionInfo(NamedTuple):
+    """Diagnostics of one direction: the method used, whether the Gram solve fell back to
+    the eigendecomposition pseudo-inverse, CG iterations (0 unless matrix-free) and the
+    relative residual |D Dᵀα − ∇ₓC|/|∇ₓC| of the solve."""
+
+    method: str
+    fallback: jax.Array
+    iterations: jax.Array
+    residual: jax.Array
+
+
+def is_structured(output_map) -> bool:
+    """Whether `output_map` is an MLP of `adaptedflow.mlp` (its kernel has layer structure)."""
+    return getattr(output_map, "widths", None) is not None and getattr(output_map, "activation", None) in _ACTIVATIONS
+
+
+def mlp_outputs_and_ntk(output_map, theta: jax.Array, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""x[θ] and the empirical NTK D Dᵀ of an `adaptedflow.mlp`, layer by layer (no D).
+
+    Args:
+        output_map: an MLP made by `adaptedflow.mlp(widths, activation)`.
+        theta: shape `(K,)`; X: shape `(N, M)`.
+
+    Returns:
+        `(x, G)` with shapes `(QN,)` and `(QN, QN)`; G is symmetric PSD and equals
+        `D @ D.T` for D of (1.20), rows ordered as (1.6).
+    """
+    widths, sigma = output_map.widths, _ACTIVATIONS[output_map.activation]
+    layers = unflatten_params(theta, widths)
+    N, Q = X.shape[0], widths[-1]
+    hs, dsig = [X], []                    # h_0 … h_L (N, M_ℓ); σ'(z_ℓ) for hidden ℓ
+    for W, b in layers[:-1]:
+        z = hs[-1] @ W.T + b
+        h, vjp = jax.vjp(sigma, z)
+        hs.append(h)
+        dsig.append(vjp(jnp.ones_like(z))[0])     # σ′(z), elementwise
+    W_out, b_out = layers[-1]
+    x = (hs[-1] @ W_out.T + b_out).reshape(-1)
+    # δ_{L+1}(j, q) = e_q: shape (N, Q, Q); then back through the hidden layers.
+    delta = jnp.broadcast_to(jnp.eye(Q, dtype=theta.dtype), (N, Q, Q))
+    G = jnp.zeros((N * Q, N * Q), dtype=theta.dtype)
+    for l in range(len(layers) - 1, -1, -1):
+        d = delta.reshape(N * Q, -1)                                  # rows (j, q)
+        hh = jnp.repeat(jnp.repeat(hs[l] @ hs[l].T + 1.0, Q, axis=0), Q, axis=1)
+        G = G + (d @ d.T) * hh
+        if l > 0:
+            W = layers[l][0]
+            delta = (delta @ W) * dsig[l - 1][:, None, :]              # (N, Q, M_{l})
+    return x, G
+
+
+def _vjp_jvp(output_map, theta, X):
+    x, vjp = jax.vjp(lambda t: output_map(t, X), theta)
+    Dt = lambda a: vjp(a)[0]                                           # a ↦ Dᵀa
+    D = lambda v: jax.jvp(lambda t: output_map(t, X), (theta,), (v,))[1]   # v ↦ D v
+    return x, Dt, D
+
+
+def _cg(matvec, b, precond, tol, maxiter):
+    """Preconditioned conjugate gradients for SPD `matvec`; returns (x, iterations)."""
+
+    def body(state):
+        x, r, z, p, rz, k = state
+        Ap = matvec(p)
+        a = rz / jnp.dot(p, Ap)
+        x, r = x + a * p, r - a * Ap
+        z = precond(r)
+        rz_new = jnp.dot(r, z)
+        return x, r, z, z + (rz_new / rz) * p, rz_new, k + 1
+
+    def cond(state):
+        return (jnp.linalg.norm(state[1]) > tol * jnp.linalg.norm(b)) & (state[5] < maxiter)
+
+    z0 = precond(b)
+    x, r, _, _, _, k = jax.lax.while_loop(cond, body, (jnp.zeros_like(b), b, z0, z0, jnp.dot(b, z0), 0))
+    return x, k
+
+
+def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Array, *,
+                           method: str = "auto", cg_tol: float = 1e-12, cg_maxiter: int = 10_000,
+                           precondition: bool = True) -> tuple[jax.Array, DirectionInfo]:
+    r"""The over-parametrized adapted direction −D⁺∇ₓC of (1.30), by one of `METHODS`.
+
+    Args:
+        output_map: `output_map(theta, X) -> x`.
+        theta: shape `(K,)`; X: shape `(N, M)`; Y: targets, shape `(N, Q)`; K ≥ QN.
+        method: ``"auto"`` (structured for `adaptedflow.mlp` maps, else dense),
+            ``"dense"``, ``"structured"`` or ``"matrix-free"``.
+        cg_tol: relative residual at which conjugate gradients stop (matrix-free).
+        cg_maxiter: the most CG iterations (matrix-free); `info.iterations` reports them.
+        precondition: Jacobi preconditioning of CG by the kernel's diagonal (matrix-free).
+
+    Returns:
+        `(u, info)`: u = ∂ₛθ of shape `(K,)` with D u = −∇ₓC, and a `DirectionInfo`.
+
+    Raises:
+        ValueError: unknown `method`, or ``"structured"`` for a map that is not an
+            `adaptedflow.mlp`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
+    if method == "auto":
+        method = "structured" if is_structured(output_map) else "dense"
+    if method == "structured" and not is_structured(output_map):
+        raise ValueError("`method='structured'` needs an MLP made by `adaptedflow.mlp`; use 'dense' or 'matrix-free'.")
+    return _direction(output_map, method, float(cg_tol), int(cg_maxiter), bool(precondition), theta, X, Y)
+
+
+def _direction_impl(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y):
+    if method == "dense":
+        x, D = outputs_and_jacobian(output_map, theta, X)
+        g = grad_x_cost(x, Y)
+        alpha, fb = gram_solve(D, g)
+        u = -D.T @ alpha
+        res = jnp.linalg.norm(D @ (D.T @ alpha) - g) / jnp.linalg.norm(g)
+        return u, fb, jnp.zeros((), jnp.int32), res
+    x, Dt, Dv = _vjp_jvp(output_map, theta, X)
+    g = grad_x_cost(x, Y)
+    K = lambda a: Dv(Dt(a))                                            # a ↦ D Dᵀ a
+    if method == "structured":
+        _, G = mlp_outputs_and_ntk(output_map, theta, X)
+        alpha, fb = _gram_solve_matrix(G, g, K)
+        iters = jnp.zeros((), jnp.int32)
+    else:
+        if precondition and is_structured(output_map):
+            diag = jnp.diagonal(mlp_outputs_and_ntk(output_map, theta, X)[1])
+        elif precondition:
+            diag = jax.vmap(lambda e: jnp.dot(e, K(e)))(jnp.eye(g.shape[0], dtype=g.dtype))
+        else:
+            diag = jnp.ones_like(g)
+        alpha, iters = _cg(K, g, lambda r: r / diag, cg_tol, cg_maxiter)
+        fb = jnp.zeros((), bool)
+    res = jnp.linalg.norm(K(alpha) - g) / jnp.linalg.norm(g)
+    return -Dt(alpha), fb, iters, res
+
+
+def _gram_solve_matrix(G, b, matvec, rtol=None):
+    """(G)α = b by Cholesky (+ one refinement step through `matvec`), eigh fallback as in
+    `linalg.gram_solve` (non-finite factor or smallest squared pivot ≤ rtol × largest)."""
+    n = G.shape[0]
+    rtol = n * float(jnp.finfo(G.dtype).eps) if rtol is None else rtol
+    L = jnp.linalg.cholesky(G)
+    piv = jnp.diagonal(L) ** 2
+    ok = jnp.all(jnp.isfinite(L)) & (jnp.min(piv) > rtol * jnp.max(piv))
+
+    def chol(_):
+        solve = lambda r: jax.scipy.linalg.cho_solve((L, True), r)
+        a = solve(b)
+        return a + solve(b - matvec(a))
+
+    def eig(_):
+        lam, V = jnp.linalg.eigh(G)
+        keep = lam > rtol * jnp.max(lam)
+        return V @ (jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0) * (V.T @ b))
+
+    return jax.lax.cond(ok, chol, eig, None), ~ok
+
+
+_direction_jit = jax.jit(_direction_impl, static_argnums=(0, 1, 2, 3, 4))
+
+
+def _direction(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y):
+    u, fb, iters, res = _direction_jit(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y)
+    return u, DirectionInfo(method=method, fallback=fb, iterations=iters, residual=res)

@@ -1,0 +1,82 @@
+"""Tests for adaptedflow.trapping: Rayleigh quotient (3.1), ‖D‖_op ≥ √N with an output bias, arc length, Prop. 3.1."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adaptedflow as af
+from adaptedflow.trapping import (bias_column_norm_bound, integrate_standard_arclength, mlp_without_output_bias,
+                                  operator_norm, proposition_3_1_ratio, rayleigh_quotient, standard_output_speed)
+
+
+@pytest.mark.parametrize("shape", [(4, 9), (6, 6), (8, 3)])
+def test_rayleigh_quotient_between_extreme_singular_values(rng, shape):
+    D = jnp.asarray(rng.normal(size=shape))
+    g = jnp.asarray(rng.normal(size=shape[0]))
+    rq = float(rayleigh_quotient(D, g))
+    s = np.linalg.svd(np.asarray(D), compute_uv=False)
+    smin2 = s[-1] ** 2 if shape[0] <= shape[1] else 0.0
+    assert smin2 * (1 - 1e-12) <= rq <= s[0] ** 2 * (1 + 1e-12)
+    np.testing.assert_allclose(rq, g @ (D @ D.T) @ g / (g @ g), rtol=1e-12)
+
+
+def test_output_speed_is_norm_of_1_25(rng):
+    D = jnp.asarray(rng.normal(size=(5, 11)))
+    g = jnp.asarray(rng.normal(size=5))
+    np.testing.assert_allclose(standard_output_speed(D, g), np.linalg.norm(D @ D.T @ g), rtol=1e-13)
+
+
+def test_output_bias_forces_operator_norm_at_least_sqrt_N(small_problem):
+    p = small_problem
+    D = af.jacobian(p["net"], p["theta"], p["X"])
+    N = p["X"].shape[0]
+    assert float(operator_norm(D)) >= bias_column_norm_bound(N) * (1 - 1e-14)
+    # the bias columns are e_q ⊗ 1_N
+    Q = p["Y"].shape[1]
+    np.testing.assert_allclose(np.asarray(D[:, -Q:]), np.kron(np.ones((N, 1)), np.eye(Q)), atol=1e-15)
+
+
+def test_mlp_without_output_bias_matches_mlp_with_zero_bias(small_problem):
+    p = small_problem
+    f = mlp_without_output_bias(p["widths"])
+    assert f is mlp_without_output_bias(p["widths"])
+    Q = p["widths"][-1]
+    theta = p["theta"][:-Q]
+    np.testing.assert_allclose(f(theta, p["X"]), p["net"](jnp.concatenate([theta, jnp.zeros(Q)]), p["X"]), rtol=1e-15)
+    assert f.num_params == theta.size
+
+
+def test_arclength_orbit_and_proposition_3_1():
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(5, 2)))
+    Y = jnp.asarray(np.random.default_rng(1).normal(size=(5, 1)))
+    widths = (2, 4, 1)
+    net = mlp_without_output_bias(widths)
+    theta0 = af.init_params(jax.random.PRNGKey(0), widths, scale=0.5)[:net.num_params]
+    D0 = af.jacobian(net, theta0, X)
+    lam = 1.2 * float(operator_norm(D0))
+    o = integrate_standard_arclength(net, theta0, X, Y, lam=lam, s1=60.0, n_save=31, rtol=1e-9, atol=1e-11)
+    # the cost decreases (1.10) and the arc length grows
+    assert np.all(np.diff(o.cost) <= 1e-12) and np.all(np.diff(o.arclength) >= 0)
+    # arc length ≥ chord |θ(s1) − θ(0)|
+    assert o.arclength[-1] >= np.linalg.norm(o.theta[-1] - o.theta[0]) * (1 - 1e-9)
+    # θ(0) ∈ U, so the first interval in U starts at 0; intervals are ordered inside [0, s1]
+    assert o.intervals.shape[1] == 4 and o.intervals.shape[0] >= 1 and o.intervals[0, 0] == 0.0
+    assert np.all(np.diff(o.intervals[:, :2].ravel()) >= 0) and o.intervals[-1, 1] <= 60.0
+    # where ‖D‖_op ≤ λ on the saved grid, the time lies in some interval
+    for s, n in zip(o.s, o.opnorm):
+        if n < lam * (1 - 1e-6):
+            assert np.any((o.intervals[:, 0] <= s) & (s <= o.intervals[:, 1]))
+    for iv in o.intervals:
+        assert proposition_3_1_ratio(iv, lam, 5, o.C0) >= 1.0
+        assert proposition_3_1_ratio(iv, lam, 5, iv[3]) >= proposition_3_1_ratio(iv, lam, 5, o.C0) * (1 - 1e-12)
+
+
+def test_arclength_rejects_bad_lambda(small_problem):
+    p = small_problem
+    with pytest.raises(ValueError, match="`lam`"):
+        integrate_standard_arclength(p["net"], p["theta"], p["X"], p["Y"], lam=-1.0, s1=1.0)
+    with pytest.raises(ValueError, match="`s1`"):
+        integrate_standard_arclength(p["net"], p["theta"], p["X"], p["Y"], lam=1.0, s1=0.0)
+    with pytest.raises(ValueError, match="`N`"):
+        bias_column_norm_bound(0)
