@@ -46,13 +46,20 @@ from .linalg import (  # noqa: E402
 from .network import identity_map as identity_map, init_params as init_params, mlp as mlp, num_params as num_params  # noqa: E402
 from .problem import gaussian_clusters as gaussian_clusters, one_hot_labels as one_hot_labels, stacked_targets as stacked_targets  # noqa: E402
 
-from . import critical as critical, geometry as geometry, kernels as kernels, trapping as trapping  # noqa: E402
+from . import (  # noqa: E402
+    critical as critical,
+    geometry as geometry,
+    kernels as kernels,
+    rank as rank,
+    regimes as regimes,
+    trapping as trapping,
+)
 from .kernels import adapted_step_direction as adapted_step_direction  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClaimFailed", "FLOWS", "adapted_step_direction", "critical", "geometry", "kernels", "trapping", "Orbit", "RankLossError", "adapted_direction", "adapted_under_direction",
+    "ClaimFailed", "FLOWS", "adapted_step_direction", "critical", "geometry", "kernels", "rank", "regimes", "trapping", "Orbit", "RankLossError", "adapted_direction", "adapted_under_direction",
     "check", "checker", "comparison_cost", "comparison_outputs", "cost", "direction",
     "first_passage_time", "first_passage_times", "gaussian_clusters", "grad_x_cost", "gram_solve", "identity_map",
     "init_params", "integrate_flow", "jacobian", "least_squares_direction", "mlp", "ntk_gram",

@@ -1,0 +1,340 @@
+r"""Numerical rank of the Jacobian and the idealised model of Proposition 2.2.
+
+Three things live here:
+
+* `rank_report`: the numerical rank of D from the SVD of D itself (never of D Dᵀ, which
+  squares the condition number), with the default tolerance σ_max·max(QN, K)·eps and the
+  gap σ_r/σ_{r+1}, so a structural rank loss (gap ~1e14 and more) is told apart from mere
+  ill-conditioning (gap ~1).
+* `sample_sphere`: i.i.d. unit vectors on S^{QN−1} for the measures of Proposition 2.2
+  and its limits: uniform, a small open cap, a great subsphere, a moment curve.
+* Column statistics of real Jacobians, (2.12): the normalised columns
+  e_i = ∂_{θ_i}x / |∂_{θ_i}x|, their pairwise overlaps |⟨e_i, e_j⟩|, and a two-sample
+  Kolmogorov–Smirnov statistic against the overlaps of i.i.d. uniform vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import require_finite
+from .network import num_params
+
+_EPS = float(np.finfo(np.float64).eps)
+
+#: The sampling measures of `sample_sphere`, with what Proposition 2.2 predicts for K ≥ QN.
+MEASURES = {
+    "uniform": "normalised Gaussian: absolutely continuous, support the whole sphere → full rank a.s.",
+    "cap": "uniform direction in a ball of radius `cap_radius` around a random centre, normalised: "
+           "absolutely continuous on an open cap → full rank a.s. (until float64 cannot resolve the cap)",
+    "subsphere": "uniform on the great subsphere S^{QN−2} = S^{QN−1} ∩ n^⊥ (a random n): singular, "
+                 "charges a hyperplane → rank ≤ QN − 1 always",
+    "moment-curve": "t ~ U[0, 2π) on the trigonometric moment curve (cos kt, sin kt)_k / norm: singular, "
+                    "but meets every hyperplane in finitely many points → full rank a.s.",
+}
+
+
+def default_rank_tolerance(shape: tuple[int, int]) -> float:
+    r"""The relative tolerance max(QN, K)·eps for a matrix of `shape` (QN, K) (NumPy's `matrix_rank`)."""
+    return max(shape) * _EPS
+
+
+class RankReport(NamedTuple):
+    r"""The numerical rank of a matrix and how clearly it is determined.
+
+    Attributes:
+        rank: r = #{i : σ_i > tol}.
+        singular_values: σ_1 ≥ … ≥ σ_min(QN,K), shape `(min(QN, K),)`.
+        tol: the absolute threshold σ_max·rtol.
+        gap: σ_r/σ_{r+1} (`inf` if r = min(QN, K) or σ_{r+1} = 0; `nan` if r = 0).
+        ratio: σ_min/σ_max over all min(QN, K) singular values (λ_min/λ_max of D Dᵀ is its square).
+        full: r == min(QN, K).
+    """
+
+    rank: int
+    singular_values: np.ndarray
+    tol: float
+    gap: float
+    ratio: float
+    full: bool
+
+
+def rank_report(D, rtol: float | None = None) -> RankReport:
+    r"""Numerical rank of D from its own singular values, with the gap σ_r/σ_{r+1}.
+
+    Args:
+        D: shape `(QN, K)` (any 2-D float64 matrix).
+        rtol: relative threshold; singular values ≤ rtol·σ_max count as zero. Default
+            `default_rank_tolerance(D.shape)` = max(QN, K)·eps, the size of the rounding
+            error of a backward-stable SVD relative to σ_max.
+
+    Returns:
+        A `RankReport`.
+
+    Raises:
+        TypeError: D is not float64.  ValueError: D not 2-D, empty or not finite; rtol ≤ 0.
+    """
+    D = _as_matrix(D)
+    rtol = default_rank_tolerance(D.shape) if rtol is None else float(rtol)
+    if not rtol > 0:
+        raise ValueError(f"`rtol` must be > 0; got {rtol!r}.")
+    s = np.linalg.svd(D, compute_uv=False)
+    tol = float(s[0] * rtol)
+    r = int(np.sum(s > tol))
+    n = s.size
+    if r == 0:
+        gap = float("nan")
+    elif r == n or s[r] == 0:
+        gap = float("inf")
+    else:
+        gap = float(s[r - 1] / s[r])
+    ratio = float(s[-1] / s[0]) if s[0] > 0 else 0.0
+    return RankReport(rank=r, singular_values=s, tol=tol, gap=gap, ratio=ratio, full=r == n)
+
+
+def _as_matrix(D, name: str = "D") -> np.ndarray:
+    dtype = getattr(D, "dtype", None)
+    if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) and np.dtype(dtype).itemsize < 8:
+        raise TypeError(f"`{name}` has dtype {dtype}; adaptedflow computes in float64 only. "
+                        f"Pass `{name}.astype('float64')`.")
+    D = np.asarray(D, dtype=np.float64)
+    if D.ndim != 2 or D.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty 2-D matrix (QN, K); got shape {D.shape}.")
+    require_finite(D, name)
+    return D
+
+
+def moment_curve(t, dim: int) -> np.ndarray:
+    r"""Points on the trigonometric moment curve in S^{dim−1}, one row per t.
+
+    For dim = 2m: (cos t, sin t, cos 2t, sin 2t, …, cos mt, sin mt)/√m; for dim = 2m + 1 a
+    constant 1/√2 comes first and the norm is √(m + 1/2).  A hyperplane ⟨a, v(t)⟩ = 0 is the
+    zero set of a trigonometric polynomial of degree ≤ m, at most 2m points of [0, 2π): the
+    curve's law charges no hyperplane although it is singular on the sphere.
+
+    Args:
+        t: parameters, shape `(n,)`.
+        dim: the ambient dimension QN ≥ 2.
+
+    Returns:
+        Unit vectors, shape `(n, dim)`.
+    """
+    if not isinstance(dim, (int, np.integer)) or dim < 2:
+        raise ValueError(f"`dim` must be an integer ≥ 2; got {dim!r}.")
+    t = np.asarray(t, dtype=np.float64).ravel()
+    m = dim // 2
+    kt = t[:, None] * np.arange(1, m + 1, dtype=np.float64)[None, :]
+    v = np.stack([np.cos(kt), np.sin(kt)], axis=-1).reshape(t.shape[0], 2 * m)
+    if dim % 2:
+        v = np.concatenate([np.full((t.shape[0], 1), 1 / np.sqrt(2.0)), v], axis=1)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def sample_sphere(key, n: int, dim: int, measure: str = "uniform", *, cap_radius: float = 0.1,
+                  batch: tuple[int, ...] = ()) -> np.ndarray:
+    r"""n i.i.d. unit vectors on S^{dim−1} from one of the measures in `MEASURES`.
+
+    The family {e_i} of (2.12) in the idealised setting of Proposition 2.2 is one draw with
+    n = K, dim = QN.  Every measure draws its own random geometry (cap centre, subsphere
+    normal) from `key` as well, independently for each of the `batch` draws.
+
+    Args:
+        key: a `jax.random` key.
+        n: number of vectors (K).
+        dim: dimension of the ambient space (QN ≥ 2).
+        measure: a key of `MEASURES`.
+        cap_radius: for `"cap"`: the radius ρ of the ball around the centre c; the cap has
+            angular radius arctan ρ.  Below ~eps/2 the perturbation is lost when added
+            to c: float64 cannot resolve the cap.
+        batch: leading shape of independent draws (trials), e.g. `(300,)`.
+
+    Returns:
+        Unit vectors as rows, float64 NumPy array of shape `batch + (n, dim)` (drawn with a
+        NumPy generator seeded from `key`).
+
+    Raises:
+        ValueError: unknown measure, n < 1, dim < 2, cap_radius ≤ 0.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"`measure` must be one of {sorted(MEASURES)}; got {measure!r}.")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`n` must be a positive integer; got {n!r}.")
+    if not isinstance(dim, (int, np.integer)) or dim < 2:
+        raise ValueError(f"`dim` must be an integer ≥ 2 (S^{{dim−1}}); got {dim!r}.")
+    batch = tuple(int(b) for b in batch)
+    rng = _numpy_rng(key)
+    if measure == "moment-curve":
+        t = rng.uniform(0.0, 2 * np.pi, size=batch + (n,))
+        return moment_curve(t.reshape(-1), dim).reshape(batch + (n, dim))
+    z = rng.standard_normal(batch + (n, dim))
+    u = z / np.linalg.norm(z, axis=-1, keepdims=True)
+    if measure == "uniform":
+        return u
+    if measure == "subsphere":
+        normal = rng.standard_normal(batch + (1, dim))
+        normal = normal / np.linalg.norm(normal, axis=-1, keepdims=True)
+        z = z - np.sum(z * normal, axis=-1, keepdims=True) * normal
+        return z / np.linalg.norm(z, axis=-1, keepdims=True)
+    if not cap_radius > 0:
+        raise ValueError(f"`cap_radius` must be > 0; got {cap_radius!r}.")
+    c = rng.standard_normal(batch + (1, dim))
+    c = c / np.linalg.norm(c, axis=-1, keepdims=True)
+    radius = cap_radius * rng.uniform(size=batch + (n, 1)) ** (1.0 / dim)
+    p = c + radius * u
+    return p / np.linalg.norm(p, axis=-1, keepdims=True)
+
+
+def _numpy_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded from a `jax.random` key: deterministic in the key, no hidden state.
+
+    Thousands of tiny draws are far cheaper in NumPy than as eagerly dispatched JAX ops.
+    """
+    data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+    return np.random.default_rng(data.astype(np.uint64).ravel().tolist())
+
+
+def rank_trials(key, n_trials: int, dim: int, K: int, measure: str = "uniform", *, cap_radius: float = 0.1,
+                rtol: float | None = None) -> dict[str, np.ndarray]:
+    r"""Proposition 2.2 by simulation: the rank of [e_1 … e_K] ∈ R^{QN×K} over independent trials.
+
+    Args:
+        key: a `jax.random` key.
+        n_trials: number of trials.  dim: QN.  K: vectors per trial.
+        measure, cap_radius: see `sample_sphere`.
+        rtol: rank tolerance (default max(QN, K)·eps, see `rank_report`).
+
+    Returns:
+        `{"rank", "full", "gap", "ratio"}`, each of shape `(n_trials,)`: the numerical rank,
+        whether it is min(QN, K), the gap σ_r/σ_{r+1}, and σ_min/σ_max.
+    """
+    if not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
+        raise ValueError(f"`n_trials` must be a positive integer; got {n_trials!r}.")
+    E = np.swapaxes(np.asarray(sample_sphere(key, K, dim, measure, cap_radius=cap_radius, batch=(n_trials,))), 1, 2)
+    rtol = default_rank_tolerance((dim, K)) if rtol is None else float(rtol)
+    s = np.linalg.svd(E, compute_uv=False)                       # (n_trials, min(QN, K)), one batched call
+    rank = np.sum(s > rtol * s[:, :1], axis=1)
+    n = s.shape[1]
+    nxt = np.concatenate([s, np.zeros((n_trials, 1))], axis=1)   # σ_{r+1} := 0 when r = min(QN, K)
+    rows = np.arange(n_trials)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(rank == 0, np.nan, s[rows, np.maximum(rank - 1, 0)] / nxt[rows, rank])
+    return dict(rank=rank, full=rank == n, gap=gap, ratio=s[:, -1] / s[:, 0])
+
+
+def normalized_columns(D) -> tuple[np.ndarray, np.ndarray]:
+    r"""The unit vectors e_i = ∂_{θ_i}x / |∂_{θ_i}x| of (2.12) and the norms |∂_{θ_i}x|.
+
+    Args:
+        D: Jacobian, shape `(QN, K)`.
+
+    Returns:
+        `(E, norms)`: shape `(QN, K)` and `(K,)`.  A zero column (a parameter that does not
+        move x, e.g. a weight behind a dead unit) gives a zero column of E and norm 0.
+    """
+    D = _as_matrix(D)
+    norms = np.linalg.norm(D, axis=0)
+    E = np.where(norms > 0, D / np.where(norms > 0, norms, 1.0), 0.0)
+    return E, norms
+
+
+def column_overlaps(E) -> np.ndarray:
+    r"""|⟨e_i, e_j⟩| for all pairs i < j of the columns of `E` (shape `(QN, K)`): shape `(K(K−1)/2,)`."""
+    E = _as_matrix(E, "E")
+    G = np.abs(E.T @ E)
+    i, j = np.triu_indices(E.shape[1], k=1)
+    return G[i, j]
+
+
+def output_bias_columns(widths: Sequence[int], N: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""The columns of D that belong to the output bias b_{L+1}: their indices and their value.
+
+    ∂x_j/∂(b_{L+1})_k = e_k for every input j, so these Q columns do not depend on θ or on
+    the inputs: the normalised column is (e_k, e_k, …, e_k)/√N ∈ S^{QN−1}, the same for every
+    θ (a deterministic column, nothing like an i.i.d. draw), and the Q of them are mutually
+    orthogonal.
+
+    Args:
+        widths: `(M, M_1, …, M_L, Q)`.  N: number of inputs.
+
+    Returns:
+        `(indices, E_bias)`: shape `(Q,)` indices into θ (the last Q entries, (1.5)), and the
+        normalised columns, shape `(QN, Q)`.
+    """
+    widths = tuple(widths)
+    K, Q = num_params(widths), widths[-1]
+    if not isinstance(N, (int, np.integer)) or N < 1:
+        raise ValueError(f"`N` must be a positive integer; got {N!r}.")
+    idx = np.arange(K - Q, K)
+    E = np.tile(np.eye(Q), (N, 1)) / math.sqrt(N)
+    return idx, E
+
+
+def ks_two_sample(a, b, alpha: float = 1e-3) -> tuple[float, float]:
+    r"""The two-sample Kolmogorov–Smirnov statistic sup|F_a − F_b| and its critical value.
+
+    The critical value c(α)·√((n_a + n_b)/(n_a n_b)), c(α) = √(−½ log(α/2)), is the
+    asymptotic level-α threshold for *independent* samples; overlaps of one matrix's
+    columns are weakly dependent, so read it as a scale, not an exact test.
+
+    Args:
+        a, b: 1-D samples.  alpha: the level.
+
+    Returns:
+        `(statistic, critical_value)`.
+    """
+    a = np.sort(np.asarray(a, dtype=np.float64).ravel())
+    b = np.sort(np.asarray(b, dtype=np.float64).ravel())
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"`a` and `b` must be non-empty; got sizes {a.size}, {b.size}.")
+    if not 0 < alpha < 1:
+        raise ValueError(f"`alpha` must be in (0, 1); got {alpha!r}.")
+    grid = np.concatenate([a, b])
+    Fa = np.searchsorted(a, grid, side="right") / a.size
+    Fb = np.searchsorted(b, grid, side="right") / b.size
+    crit = math.sqrt(-0.5 * math.log(alpha / 2)) * math.sqrt((a.size + b.size) / (a.size * b.size))
+    return float(np.max(np.abs(Fa - Fb))), crit
+
+
+def structural_orthogonal_pairs(widths: Sequence[int]) -> int:
+    r"""The number of column pairs of D that are orthogonal for *every* θ and every input.
+
+    The output layer x_j = W_{L+1} x_j^{(L)} + b_{L+1} (1.4): the M_L + 1 parameters of output
+    row k (W_{L+1}[k, :] and (b_{L+1})_k) move only the k-th component of each x_j, so
+    their columns are supported on disjoint coordinates for different k.  That gives
+    (M_L + 1)²·Q(Q−1)/2 pairs with ⟨e_i, e_j⟩ = 0 exactly, (2.12) — an event of probability
+    zero for i.i.d. vectors from any absolutely continuous measure.
+
+    Args:
+        widths: `(M, M_1, …, M_L, Q)`.
+    """
+    widths = tuple(widths)
+    num_params(widths)   # validates
+    m_last, Q = widths[-2], widths[-1]
+    return (m_last + 1) ** 2 * Q * (Q - 1) // 2
+
+
+def init_params_batch(key, widths: Sequence[int], n: int, *, scale: float = 1.0) -> jax.Array:
+    r"""n independent θ from the law of `adaptedflow.init_params`, in one random call.
+
+    W_ℓ ~ N(0, scale²/M_{ℓ−1}) entrywise and b_ℓ ~ N(0, 0.1·scale²), laid out as (1.5).  The
+    draws differ from n calls of `init_params` (one normal array is rescaled here), but
+    have the same distribution, at a fraction of the cost of `vmap(init_params)`.
+
+    Args:
+        key: a `jax.random` key.  widths: `(M, M_1, …, M_L, Q)`.  n: number of draws.
+
+    Returns:
+        Shape `(n, K)`, float64.
+    """
+    widths = tuple(widths)
+    K = num_params(widths)
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`n` must be a positive integer; got {n!r}.")
+    sd = np.concatenate([np.concatenate([np.full(a * b, scale / math.sqrt(a)), np.full(b, scale * math.sqrt(0.1))])
+                         for a, b in zip(widths[:-1], widths[1:])])
+    return jax.random.normal(key, (int(n), K), dtype=jnp.float64) * jnp.asarray(sd)
