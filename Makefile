@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# One BLAS thread unless the caller says otherwise: on a loaded 2-core machine a
+# multi-threaded OpenBLAS made small Cholesky factorisations 30-500x slower.
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: book book-full test unit lab install clean help
 

@@ -30,7 +30,7 @@ def _pages(html: Path) -> list[Path]:
 
 
 def test_every_page_renders_offline(built_book):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Error as PlaywrightError, sync_playwright
 
     html = ROOT / "_build" / "html"
     pages = _pages(html)
@@ -64,9 +64,14 @@ def test_every_page_renders_offline(built_book):
             page.goto(path.as_uri(), wait_until="load")
             n_math = page.evaluate("document.querySelectorAll('.math').length")
             if n_math:
-                page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
-                                       timeout=20_000)
-                page.evaluate("() => MathJax.startup.promise")
+                try:
+                    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                                           timeout=60_000)
+                    page.evaluate("() => MathJax.startup.promise")
+                except PlaywrightError as exc:
+                    problems.append(f"{name}: MathJax did not start ({n_math} math elements): {exc}"[:300])
+                    page.close()
+                    continue
                 raw = page.evaluate("Array.from(document.querySelectorAll('.math'))"
                                     ".filter(e => !e.querySelector('mjx-container')).length")
                 merr = page.evaluate("document.querySelectorAll('mjx-merror').length")

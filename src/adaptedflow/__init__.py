@@ -48,6 +48,7 @@ from .problem import gaussian_clusters as gaussian_clusters, one_hot_labels as o
 
 from . import (  # noqa: E402
     critical as critical,
+    discrete as discrete,
     geometry as geometry,
     kernels as kernels,
     rank as rank,
@@ -59,7 +60,7 @@ from .kernels import adapted_step_direction as adapted_step_direction  # noqa: E
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClaimFailed", "FLOWS", "adapted_step_direction", "critical", "geometry", "kernels", "rank", "regimes", "trapping", "Orbit", "RankLossError", "adapted_direction", "adapted_under_direction",
+    "ClaimFailed", "FLOWS", "adapted_step_direction", "critical", "discrete", "geometry", "kernels", "rank", "regimes", "trapping", "Orbit", "RankLossError", "adapted_direction", "adapted_under_direction",
     "check", "checker", "comparison_cost", "comparison_outputs", "cost", "direction",
     "first_passage_time", "first_passage_times", "gaussian_clusters", "grad_x_cost", "gram_solve", "identity_map",
     "init_params", "integrate_flow", "jacobian", "least_squares_direction", "mlp", "ntk_gram",

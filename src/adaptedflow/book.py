@@ -208,6 +208,9 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
         cmd += ["-f", str(pfile)]
     env = dict(os.environ, ADAPTEDFLOW_CLAIMS_DIR=str(claims), ADAPTEDFLOW_CHAPTER=name,
                MPLBACKEND="module://matplotlib_inline.backend_inline", PYTHONHASHSEED="0")
+    # One BLAS thread: on a loaded 2-core machine a multi-threaded OpenBLAS made small
+    # Cholesky factorisations 30-500x slower (measured while writing chapter 10).
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0

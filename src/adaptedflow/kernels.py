@@ -202,3 +202,80 @@ _direction_jit = jax.jit(_direction_impl, static_argnums=(0, 1, 2, 3, 4))
 def _direction(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y):
     u, fb, iters, res = _direction_jit(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y)
     return u, DirectionInfo(method=method, fallback=fb, iterations=iters, residual=res)
+
+
+def direction_flops(widths, N: int) -> dict[str, float]:
+    r"""Leading-order flop counts of one adapted direction, by method, for an MLP.
+
+    With K parameters, QN outputs and hidden widths M_ℓ:
+
+    * dense: D by reverse mode, QN VJPs through the whole batch (≈ QN·4NK), then the
+      Gram D Dᵀ (QN²·K) and the Cholesky factor (QN³/3);
+    * structured: the layer-wise kernel Σ_ℓ QN²·(M_ℓ + 1) + N²·M_{ℓ−1}, the back-
+      propagated errors (≈ 2·QN·Σ_ℓ M_ℓ M_{ℓ+1}), the same Cholesky, one VJP (≈ 4NK);
+    * one standard gradient: ≈ 6NK (forward and backward pass).
+
+    Returns:
+        Dict with keys ``"dense"``, ``"structured"``, ``"gradient"`` (flops), ``"K"``, ``"QN"``.
+    """
+    widths = tuple(int(w) for w in widths)
+    K = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    Q = widths[-1]
+    QN = Q * N
+    chol = QN**3 / 3
+    dense = QN * 4 * N * K + QN**2 * K + chol
+    layer = sum(QN**2 * (m_out + 1) + N**2 * m_in for m_in, m_out in zip(widths[:-1], widths[1:]))
+    backprop = 2 * QN * sum(a * b for a, b in zip(widths[1:-1], widths[2:]))
+    return {"dense": float(dense), "structured": float(layer + backprop + chol + 4 * N * K),
+            "gradient": float(6 * N * K), "K": K, "QN": QN}
+
+
+def time_direction_methods(widths, N: int, *, methods=("structured", "matrix-free", "dense"), repeats: int = 3,
+                           key=None) -> dict:
+    r"""Median wall seconds of one adapted direction per method, and of one gradient, in this process.
+
+    Compiles each method once before timing; every time is the median of `repeats` runs.
+    Also returns the largest relative difference of each method's direction from the
+    dense one (when "dense" is among `methods`).
+
+    Returns:
+        Dict: ``K``, ``QN``, ``gradient`` (seconds), ``seconds`` (method → seconds),
+        ``iterations`` (method → CG iterations), ``agreement`` (method → relative difference).
+    """
+    import time
+
+    import numpy as np
+
+    from .network import init_params, mlp
+    from .problem import gaussian_clusters
+    from .cost import cost
+
+    key = jax.random.PRNGKey(0) if key is None else key
+    widths = tuple(int(w) for w in widths)
+    X, _, Y = gaussian_clusters(jax.random.fold_in(key, 0), N, widths[0], widths[-1])
+    net = mlp(widths)
+    theta = init_params(jax.random.fold_in(key, 1), widths)
+    grad = jax.jit(jax.grad(lambda t: cost(net(t, X), Y)))
+
+    def median_time(fn):
+        jax.block_until_ready(fn())
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts))
+
+    out = {"K": int(theta.size), "QN": int(widths[-1] * N), "gradient": median_time(lambda: grad(theta)),
+           "seconds": {}, "iterations": {}, "agreement": {}}
+    dirs = {}
+    for m in methods:
+        out["seconds"][m] = median_time(lambda m=m: adapted_step_direction(net, theta, X, Y, method=m)[0])
+        u, info = adapted_step_direction(net, theta, X, Y, method=m)
+        dirs[m] = u
+        out["iterations"][m] = int(info.iterations)
+    if "dense" in dirs:
+        ref = dirs["dense"]
+        for m, u in dirs.items():
+            out["agreement"][m] = float(jnp.linalg.norm(u - ref) / jnp.linalg.norm(ref))
+    return out

@@ -3,7 +3,8 @@
 jupyter-book 1.0.4 with sphinx-thebe 0.3.1 registers sphinx-thebe's inline script
 twice (once with filename None, once with ''), so every page declared
 ``const THEBE_JS_URL`` twice and the browser logged a SyntaxError on each page (found by
-tests/test_browser.py). This drops duplicates from a page's script list.
+tests/test_browser.py). This drops duplicates from a page's script list, and makes every
+page load MathJax (titles with math appear in every page's navigation).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    # Chapter titles with math appear in every page's navigation: load MathJax on every
+    # page, not only on pages with equations of their own (the browser test found raw
+    # \( … \) in the sidebar of the Claims page).
+    app.set_html_assets_policy("always")
     app.connect("html-page-context", dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 

@@ -1,0 +1,178 @@
+"""Adapted descent in discrete time (adaptedflow.discrete)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adaptedflow as af
+from adaptedflow.discrete import (
+    damped_adapted_direction,
+    damped_factors,
+    descent,
+    discrete_cost,
+    discrete_factor,
+    first_step_below,
+    interleaved_run_seconds,
+    step_defect,
+    stopping_steps,
+    taylor_coefficients,
+)
+
+
+_N_LONG = 250   # one compiled run for all identity-model tests; (1 − 0.05)^(2·250) ≈ 1e-11
+
+
+def _doubled(theta, X):
+    """An under-parametrized output map, K = QN/2."""
+    return jnp.concatenate([theta, theta])
+
+
+@pytest.fixture(scope="module")
+def linear_problem():
+    """The output-linearised model: identity output map, K = QN, D = 1."""
+    X, omega, Y = af.gaussian_clusters(jax.random.PRNGKey(3), 5, 2, 2)
+    theta0 = jax.random.normal(jax.random.PRNGKey(4), (10,), dtype=jnp.float64)
+    return X, Y, theta0
+
+
+@pytest.mark.parametrize("frac", [0.1, 0.5, 1.5])
+def test_identity_model_rate_is_exact(linear_problem, frac):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=frac * N, n_steps=_N_LONG, repeats=1)
+    pred = discrete_cost(run.costs[0], frac * N, N, np.arange(_N_LONG + 1))
+    # k steps of rounding, ≈ k·eps·|y_ω| in θ_k − y_ω, stay below 1e-10 relative while C_k ≥ 1e-6 C_0
+    keep = pred >= 1e-6 * run.costs[0]
+    assert keep.sum() >= 5
+    np.testing.assert_allclose(run.costs[keep], pred[keep], rtol=1e-10)
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.3, 0.7, 1.3])
+def test_stopping_steps_exact_within_one_on_identity_model(linear_problem, frac):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    h = frac * N
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG, repeats=1)
+    C0 = run.costs[0]
+    for d in range(1, 10):
+        eps = C0 * 10.0 ** -d
+        k_pred = stopping_steps(C0, eps, h, N)
+        assert k_pred <= _N_LONG
+        assert abs(first_step_below(run.costs, eps) - k_pred) <= 1
+
+
+def test_h_equals_N_is_one_min_norm_gauss_newton_step(linear_problem, small_problem):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=float(N), n_steps=1, repeats=1)
+    np.testing.assert_allclose(run.thetas[1], Y.reshape(-1), atol=1e-14)
+    assert run.costs[1] < 1e-28
+    assert stopping_steps(run.costs[0], 1e-3 * run.costs[0], N, N) == 1
+    # on a network, h = N is θ − D⁺(x − y_ω): the least-norm solution of the linearised equations
+    p = small_problem
+    Np = p["X"].shape[0]
+    step = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=float(Np), n_steps=1, repeats=1)
+    x, D = af.outputs_and_jacobian(p["net"], p["theta"], p["X"])
+    delta = -np.linalg.pinv(np.asarray(D)) @ np.asarray(x - p["Y"].reshape(-1))
+    np.testing.assert_allclose(step.thetas[1] - p["theta"], delta, rtol=1e-8, atol=1e-12)
+
+
+def test_damping_to_zero_recovers_undamped_step(small_problem):
+    p = small_problem
+    x, D = af.outputs_and_jacobian(p["net"], p["theta"], p["X"])
+    g = af.grad_x_cost(x, p["Y"])
+    u0 = af.adapted_direction(D, g)
+    np.testing.assert_allclose(damped_adapted_direction(D, g, 0.0), u0, rtol=1e-10, atol=1e-14)
+    errs = [float(jnp.linalg.norm(damped_adapted_direction(D, g, lam) - u0)) for lam in (1e-6, 1e-8)]
+    assert errs[1] < 2e-2 * errs[0]          # O(λ): a 100× smaller λ gives a ≈ 100× smaller change
+    # each mode changes by σ/(σ² + λ) − 1/σ = −λ/(σ(σ² + λ)): |Δu| ≤ (λ/σ_min²)|u0|
+    smin = float(af.singular_values(D)[-1])
+    assert errs[1] <= 1e-8 / smin ** 2 * float(jnp.linalg.norm(u0))
+
+
+def test_damped_identity_model_factor(linear_problem):
+    X, Y, theta0 = linear_problem
+    N, lam, h = X.shape[0], 0.5, 0.4 * X.shape[0]
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG, damping=lam, repeats=1)
+    q = damped_factors(np.ones(10), h, N, lam)
+    np.testing.assert_allclose(q, 1 - 0.4 / 1.5)
+    k = np.arange(30)
+    np.testing.assert_allclose(run.costs[k], run.costs[0] * q[0] ** (2 * k), rtol=1e-12)
+
+
+def test_step_defect_is_second_order(small_problem):
+    p = small_problem
+    N = p["X"].shape[0]
+    hs = N * np.array([1e-3, 1e-2])
+    sd = step_defect(p["net"], p["theta"], p["X"], p["Y"], hs)
+    assert sd.solve_residual < 1e-9
+    assert np.all(np.abs(sd.measured - sd.second) <= 2 * sd.third + 1e-13)
+    A2, A3, smin, smax = taylor_coefficients(p["net"], p["theta"][None], p["X"], p["Y"])
+    np.testing.assert_allclose(hs ** 2 * A2[0], sd.second, rtol=1e-10)
+    assert 0 < smin[0] <= smax[0]
+
+
+def test_gd_and_adam_decrease_cost(small_problem):
+    p = small_problem
+    gd = descent("gd", p["net"], p["theta"], p["X"], p["Y"], step=0.5, n_steps=50, repeats=1,
+                 test=(p["X"], p["Y"]))
+    adam = descent("adam", p["net"], p["theta"], p["X"], p["Y"], step=1e-2, n_steps=50, repeats=1)
+    assert gd.costs[-1] < gd.costs[0] and adam.costs[-1] < adam.costs[0]
+    assert gd.costs.shape == (51,) and gd.thetas.shape == (51, p["theta"].shape[0])
+    assert gd.seconds[0] == 0 and gd.seconds[-1] > 0 and gd.train_accuracy == gd.test_accuracy
+    np.testing.assert_allclose(gd.costs[0], af.cost(p["net"](p["theta"], p["X"]), p["Y"]), rtol=1e-14)
+
+
+def test_closed_forms():
+    assert discrete_factor(5.0, 10) == 0.5
+    assert stopping_steps(1.0, 2.0, 1.0, 10) == 0
+    assert stopping_steps(1.0, 0.25, 5.0, 10) == 1          # (1/2)^2 = 1/4
+    assert stopping_steps(1.0, 0.2, 5.0, 10) == 2
+    # small h: h·k_* → s_*(ε) (2.18)
+    h = 1e-3
+    np.testing.assert_allclose(h * stopping_steps(1.0, 1e-4, h, 10), af.stopping_time(1.0, 1e-4, 10), rtol=1e-3)
+    assert first_step_below([3.0, 2.0, 1.0], 0.5) == -1
+
+
+@pytest.mark.parametrize("h, match", [(0.0, "must be > 0"), (-1.0, "must be > 0"), (20.0, "must be < 2N"),
+                                      (25.0, "does not converge"), (float("nan"), "must be > 0")])
+def test_bad_step_raises(h, match):
+    with pytest.raises(ValueError, match=match):
+        discrete_factor(h, 10)
+
+
+def test_bad_inputs_raise(linear_problem):
+    X, Y, theta0 = linear_problem
+    with pytest.raises(ValueError, match="`eps` must be > 0"):
+        stopping_steps(1.0, 0.0, 1.0, 10)
+    with pytest.raises(ValueError, match="`C0` must be > 0"):
+        stopping_steps(0.0, 0.1, 1.0, 10)
+    with pytest.raises(TypeError, match="`h` must be a real number"):
+        discrete_factor("1", 10)
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        descent("newton", af.identity_map, theta0, X, Y, step=1.0, n_steps=1)
+    with pytest.raises(ValueError, match="`damping` must be ≥ 0"):
+        descent("adapted", af.identity_map, theta0, X, Y, step=1.0, n_steps=1, damping=-1.0)
+    with pytest.raises(ValueError, match="applies to method='adapted' only"):
+        descent("gd", af.identity_map, theta0, X, Y, step=1.0, n_steps=1, damping=1.0)
+    with pytest.raises(ValueError, match="`n_steps` must be a positive integer"):
+        descent("gd", af.identity_map, theta0, X, Y, step=1.0, n_steps=0)
+    with pytest.raises(ValueError, match="learning rate"):
+        descent("adam", af.identity_map, theta0, X, Y, step=-1.0, n_steps=1)
+    with pytest.raises(ValueError, match="`Y` must have shape"):
+        descent("gd", af.identity_map, theta0, X, Y[:-1], step=1.0, n_steps=1)
+    with pytest.raises(TypeError, match="float64 only"):
+        descent("gd", af.identity_map, theta0.astype(jnp.float32), X, Y, step=1.0, n_steps=1)
+    with pytest.raises(ValueError, match="needs K ≥ QN"):
+        descent("adapted", _doubled, theta0[:5], X, Y, step=1.0, n_steps=1)
+
+
+def test_interleaved_timing_shape(linear_problem):
+    X, Y, theta0 = linear_problem
+    common = dict(output_map=af.identity_map, theta0=theta0, X=X, Y=Y, n_steps=_N_LONG)
+    secs = interleaved_run_seconds([dict(method="adapted", step=1.0, **common),
+                                    dict(method="gd", step=0.5, **common)], repeats=2)
+    assert secs.shape == (2, 2) and np.all(secs > 0)
+    with pytest.raises(ValueError, match="must be < 2N"):
+        interleaved_run_seconds([dict(method="adapted", step=100.0, **common)], repeats=1)
