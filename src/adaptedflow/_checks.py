@@ -37,5 +37,18 @@ def require_shape(a, shape, name: str, hint: str = "") -> None:
     """Raise `ValueError` unless `a.shape` matches `shape` (None matches any length)."""
     ok = a.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, a.shape))
     if not ok:
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise ValueError(f"`{name}` must have shape {want}; got {tuple(a.shape)}.{(' ' + hint) if hint else ''}")
+
+
+def as_float64_matrix(D, name: str = "D"):
+    """`D` as a non-empty, finite float64 NumPy matrix (QN, K); float32 is refused."""
+    dtype = getattr(D, "dtype", None)
+    if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) and np.dtype(dtype).itemsize < 8:
+        raise TypeError(f"`{name}` has dtype {dtype}; adaptedflow computes in float64 only. "
+                        f"Pass `{name}.astype('float64')`.")
+    D = np.asarray(D, dtype=np.float64)
+    if D.ndim != 2 or D.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty 2-D matrix (QN, K); got shape {D.shape}.")
+    require_finite(D, name)
+    return D

@@ -26,8 +26,8 @@ import optimistix as optx
 from ._checks import RankLossError, as_float64, require_finite, require_shape
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
-from .kernels import _gram_solve_matrix, _vjp_jvp, is_structured, mlp_outputs_and_ntk
-from .linalg import singular_values
+from .kernels import _vjp_jvp, is_structured, mlp_outputs_and_ntk
+from .linalg import gram_matrix_solve, singular_values
 
 #: Tolerance (relative and absolute, in s) of the Newton root finder locating C(s) = ε.
 #: It cannot be much tighter: near C = ε the cost is a difference of nearly equal outputs,
@@ -97,7 +97,7 @@ def _vector_field(flow, output_map, jacobian, pinv_rtol):
             X, Y, _ = args
             x, Dt, Dv = _vjp_jvp(output_map, theta, X)
             g = grad_x_cost(x, Y)
-            alpha, _ = _gram_solve_matrix(mlp_outputs_and_ntk(output_map, theta, X)[1], g, lambda a: Dv(Dt(a)))
+            alpha, _ = gram_matrix_solve(mlp_outputs_and_ntk(output_map, theta, X)[1], g, lambda a: Dv(Dt(a)))
             return -Dt(alpha)
     else:
         def field(s, theta, args):
@@ -169,6 +169,16 @@ def _validate(flow, output_map, theta0, X, Y):
         raise ValueError("`X` has no inputs (N = 0); the cost (1.7) needs N ≥ 1.")
     for a, name in ((theta0, "theta0"), (X, "X"), (Y, "Y")):
         require_finite(a, name)
+    widths = getattr(output_map, "widths", None)
+    if widths is not None and getattr(output_map, "activation", None) is not None:
+        from .network import num_params
+
+        K = num_params(widths)
+        if theta0.shape[0] != K or X.shape[1] != widths[0]:
+            raise ValueError(
+                f"the MLP with widths {list(widths)} takes `theta0` of shape ({K},) (K of (1.5)) and `X` of shape "
+                f"(N, {widths[0]}); got {theta0.shape} and {X.shape}. Use `af.init_params(key, {tuple(widths)})`."
+            )
     try:
         x0 = output_map(theta0, X)
     except (TypeError, ValueError) as exc:
@@ -269,7 +279,7 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         if bool(hit):
             stop = name
     if not (result == diffrax.RESULTS.successful or result == diffrax.RESULTS.event_occurred):
-        msg = diffrax.RESULTS[result]
+        msg = str(diffrax.RESULTS[result]).rstrip(".")
         raise RuntimeError(
             f"`integrate_flow` ({flow}) failed at s = {s_end:.6g} before s1 = {s1}: {msg}. "
             f"If the solver ran out of steps, raise `max_steps` (now {max_steps}) or loosen rtol/atol."

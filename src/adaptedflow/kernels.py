@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from .cost import grad_x_cost, outputs_and_jacobian
-from .linalg import gram_solve
+from .linalg import gram_matrix_solve, gram_solve
 from .network import _ACTIVATIONS, unflatten_params
 
 METHODS = ("auto", "dense", "structured", "matrix-free")
@@ -159,7 +159,7 @@ def _direction_impl(output_map, method, cg_tol, cg_maxiter, precondition, theta,
     K = lambda a: Dv(Dt(a))                                            # a ↦ D Dᵀ a
     if method == "structured":
         _, G = mlp_outputs_and_ntk(output_map, theta, X)
-        alpha, fb = _gram_solve_matrix(G, g, K)
+        alpha, fb = gram_matrix_solve(G, g, K)
         iters = jnp.zeros((), jnp.int32)
     else:
         if precondition and is_structured(output_map):
@@ -172,28 +172,6 @@ def _direction_impl(output_map, method, cg_tol, cg_maxiter, precondition, theta,
         fb = jnp.zeros((), bool)
     res = jnp.linalg.norm(K(alpha) - g) / jnp.linalg.norm(g)
     return -Dt(alpha), fb, iters, res
-
-
-def _gram_solve_matrix(G, b, matvec, rtol=None):
-    """(G)α = b by Cholesky (+ one refinement step through `matvec`), eigh fallback as in
-    `linalg.gram_solve` (non-finite factor or smallest squared pivot ≤ rtol × largest)."""
-    n = G.shape[0]
-    rtol = n * float(jnp.finfo(G.dtype).eps) if rtol is None else rtol
-    L = jnp.linalg.cholesky(G)
-    piv = jnp.diagonal(L) ** 2
-    ok = jnp.all(jnp.isfinite(L)) & (jnp.min(piv) > rtol * jnp.max(piv))
-
-    def chol(_):
-        solve = lambda r: jax.scipy.linalg.cho_solve((L, True), r)
-        a = solve(b)
-        return a + solve(b - matvec(a))
-
-    def eig(_):
-        lam, V = jnp.linalg.eigh(G)
-        keep = lam > rtol * jnp.max(lam)
-        return V @ (jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0) * (V.T @ b))
-
-    return jax.lax.cond(ok, chol, eig, None), ~ok
 
 
 _direction_jit = jax.jit(_direction_impl, static_argnums=(0, 1, 2, 3, 4))

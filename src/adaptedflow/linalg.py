@@ -35,25 +35,27 @@ def _eigh_pinv_solve(G: jax.Array, b: jax.Array, rtol: float) -> jax.Array:
     return V @ (inv * (V.T @ b))
 
 
-def gram_solve(A: jax.Array, b: jax.Array, *, fallback_rtol: float | None = None) -> tuple[jax.Array, jax.Array]:
-    r"""Solve (A Aᵀ) α = b by Cholesky with one step of iterative refinement.
+def gram_matrix_solve(G: jax.Array, b: jax.Array, matvec, *, fallback_rtol: float | None = None
+                      ) -> tuple[jax.Array, jax.Array]:
+    r"""Solve G α = b for a Gram matrix G = A Aᵀ by Cholesky with one step of iterative refinement.
 
-    Never forms an inverse.  JAX's Cholesky returns NaN *silently* when A Aᵀ is
-    singular (a duplicated input, say); this is detected and the solve falls back to the
-    eigendecomposition pseudo-inverse of the same Gram matrix, so no NaN leaves here.
-    The refinement step uses A and Aᵀ (not the Gram matrix) for the residual, which
-    recovers most of the digits that squaring the condition number costs.
+    Never forms an inverse.  JAX's Cholesky returns NaN *silently* when G is singular (a
+    duplicated input, say), or tiny pivots when it is singular up to rounding; both are
+    detected (non-finite factor, or smallest squared pivot ≤ `fallback_rtol` × largest)
+    and the solve falls back to the eigendecomposition pseudo-inverse of G, so no NaN and
+    no 1/eps blow-up leaves here.  The refinement residual b − A(Aᵀα) is computed by
+    `matvec` from A itself, not from G, which recovers most of the digits that squaring
+    the condition number costs.
 
     Args:
-        A: shape `(n, K)` with n ≤ K (D for (1.30); Dᵀ for (5.2)).
+        G: symmetric PSD, shape `(n, n)`.
         b: right-hand side, shape `(n,)`.
-        fallback_rtol: eigenvalue cut-off relative to λ_max for the fallback; default
-            `n·eps`.
+        matvec: `a ↦ A (Aᵀ a)` for the refinement step.
+        fallback_rtol: eigenvalue cut-off relative to λ_max for the fallback; default `n·eps`.
 
     Returns:
         `(alpha, used_fallback)`: the solution, shape `(n,)`, and a boolean scalar.
     """
-    G = A @ A.T
     n = G.shape[0]
     rtol = n * float(jnp.finfo(G.dtype).eps) if fallback_rtol is None else fallback_rtol
     L = jnp.linalg.cholesky(G)
@@ -63,10 +65,24 @@ def gram_solve(A: jax.Array, b: jax.Array, *, fallback_rtol: float | None = None
     def chol(_):
         solve = lambda r: jax.scipy.linalg.cho_solve((L, True), r)
         alpha = solve(b)
-        return alpha + solve(b - A @ (A.T @ alpha))
+        return alpha + solve(b - matvec(alpha))
 
     alpha = jax.lax.cond(ok, chol, lambda _: _eigh_pinv_solve(G, b, rtol), None)
     return alpha, ~ok
+
+
+def gram_solve(A: jax.Array, b: jax.Array, *, fallback_rtol: float | None = None) -> tuple[jax.Array, jax.Array]:
+    r"""Solve (A Aᵀ) α = b; `gram_matrix_solve` with G = A Aᵀ formed from A.
+
+    Args:
+        A: shape `(n, K)` with n ≤ K (D for (1.30); Dᵀ for (5.2)).
+        b: right-hand side, shape `(n,)`.
+        fallback_rtol: eigenvalue cut-off relative to λ_max for the fallback; default `n·eps`.
+
+    Returns:
+        `(alpha, used_fallback)`: the solution, shape `(n,)`, and a boolean scalar.
+    """
+    return gram_matrix_solve(A @ A.T, b, lambda a: A @ (A.T @ a), fallback_rtol=fallback_rtol)
 
 
 def pinv_solve(D: jax.Array, b: jax.Array, rtol: float | None = None) -> jax.Array:

@@ -85,7 +85,6 @@ def init_params(key, widths: Sequence[int], *, scale: float = 1.0) -> jax.Array:
     return jnp.concatenate(parts)
 
 
-@functools.lru_cache(maxsize=None)
 def mlp(widths: tuple[int, ...], activation: str = "tanh") -> Callable[[jax.Array, jax.Array], jax.Array]:
     r"""The output map θ ↦ x[θ] of an MLP, (1.3)–(1.6).
 
@@ -111,6 +110,12 @@ def mlp(widths: tuple[int, ...], activation: str = "tanh") -> Callable[[jax.Arra
             "arguments behind Theorems 2.1 and 5.1 (§1.1) do not apply.",
             stacklevel=2,
         )
+    return _mlp(w, activation)
+
+
+@functools.lru_cache(maxsize=None)
+def _mlp(w: tuple[int, ...], activation: str):
+    """The cached output map of `mlp` (one function object per configuration)."""
     sigma = _ACTIVATIONS[activation]
 
     def output_map(theta: jax.Array, X: jax.Array) -> jax.Array:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import require_finite
+from ._checks import as_float64_matrix, require_finite
 from .network import num_params
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -97,16 +97,7 @@ def rank_report(D, rtol: float | None = None) -> RankReport:
     return RankReport(rank=r, singular_values=s, tol=tol, gap=gap, ratio=ratio, full=r == n)
 
 
-def _as_matrix(D, name: str = "D") -> np.ndarray:
-    dtype = getattr(D, "dtype", None)
-    if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) and np.dtype(dtype).itemsize < 8:
-        raise TypeError(f"`{name}` has dtype {dtype}; adaptedflow computes in float64 only. "
-                        f"Pass `{name}.astype('float64')`.")
-    D = np.asarray(D, dtype=np.float64)
-    if D.ndim != 2 or D.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty 2-D matrix (QN, K); got shape {D.shape}.")
-    require_finite(D, name)
-    return D
+_as_matrix = as_float64_matrix
 
 
 def moment_curve(t, dim: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import RankLossError, require_finite
+from ._checks import RankLossError, as_float64_matrix, require_finite
 from .cost import cost, outputs_and_jacobian
 from .flows import adapted_direction, adapted_under_direction
 from .integrate import integrate_flow
@@ -39,16 +39,7 @@ _adapted_under_jit = jax.jit(adapted_under_direction)
 _outputs_and_jacobian_jit = jax.jit(outputs_and_jacobian, static_argnums=0)
 
 
-def _as_matrix(D, name: str = "D") -> np.ndarray:
-    dtype = getattr(D, "dtype", None)
-    if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) and np.dtype(dtype).itemsize < 8:
-        raise TypeError(f"`{name}` has dtype {dtype}; adaptedflow computes in float64 only. "
-                        f"Pass `{name}.astype('float64')`.")
-    D = np.asarray(D, dtype=np.float64)
-    if D.ndim != 2 or D.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty 2-D Jacobian (QN, K); got shape {D.shape}.")
-    require_finite(D, name)
-    return D
+_as_matrix = as_float64_matrix
 
 
 def _as_vector(v, n: int, name: str) -> np.ndarray:
