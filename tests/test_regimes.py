@@ -1,6 +1,5 @@
 """Tests for adaptedflow.regimes: the identities of Theorem 5.1 / Proposition 5.3 and the borderline §6."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -52,3 +52,26 @@ def as_float64_matrix(D, name: str = "D"):
         raise ValueError(f"`{name}` must be a non-empty 2-D matrix (QN, K); got shape {D.shape}.")
     require_finite(D, name)
     return D
+
+
+def validate_data(theta, X, Y, theta_name: str = "theta0"):
+    """θ, X, Y as float64 arrays of shapes (K,), (N, M), (N, Q), finite, with N ≥ 1.
+
+    The one check of a problem's arrays that every public entry point runs first.
+
+    Raises:
+        TypeError: float32/16 input.
+        ValueError: a wrong rank or shape, N = 0, or non-finite entries.
+    """
+    theta = as_float64(theta, theta_name)
+    X = as_float64(X, "X")
+    Y = as_float64(Y, "Y")
+    require_shape(theta, (None,), theta_name, "θ is one flat vector in the order of (1.5).")
+    require_shape(X, (None, None), "X", "Use `X[:, None]` for scalar inputs.")
+    require_shape(Y, (X.shape[0], None), "Y",
+                  f"Targets are one row y_ω(j) per input: (N, Q) with N = {X.shape[0]} from `X`.")
+    if X.shape[0] == 0:
+        raise ValueError("`X` has no inputs (N = 0); the cost (1.7) needs N ≥ 1.")
+    for a, name in ((theta, theta_name), (X, "X"), (Y, "Y")):
+        require_finite(a, name)
+    return theta, X, Y

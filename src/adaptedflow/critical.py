@@ -24,18 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from ._checks import as_float64, require_finite, require_shape
+from ._checks import validate_data
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 
 
 def _validate(output_map, theta, X, Y):
-    theta, X, Y = as_float64(theta, "theta"), as_float64(X, "X"), as_float64(Y, "Y")
-    require_shape(theta, (None,), "theta", "θ is one flat vector (1.5).")
-    require_shape(X, (None, None), "X", "Use `X[:, None]` for scalar inputs.")
-    require_shape(Y, (X.shape[0], None), "Y", f"Targets are one row per input: (N, Q) with N = {X.shape[0]}.")
-    for a, name in ((theta, "theta"), (X, "X"), (Y, "Y")):
-        require_finite(a, name)
-    return theta, X, Y
+    return validate_data(theta, X, Y, "theta")
 
 
 def cost_of_params(output_map, theta, X, Y) -> jax.Array:

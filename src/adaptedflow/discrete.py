@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_float64, require_finite, require_shape
+from ._checks import as_float64, require_shape, validate_data
 from .cost import cost, outputs_and_jacobian
 from .flows import adapted_direction
 from .linalg import gram_solve
@@ -107,14 +107,7 @@ def _check_damping(damping) -> float | None:
 
 
 def _check_data(theta0, X, Y):
-    theta0 = as_float64(theta0, "theta0")
-    X, Y = as_float64(X, "X"), as_float64(Y, "Y")
-    require_shape(theta0, (None,), "theta0", "θ is one flat vector of length K.")
-    require_shape(X, (None, None), "X", "Use `X[:, None]` for one input dimension.")
-    require_shape(Y, (X.shape[0], None), "Y", "Y holds one target row per input row of X.")
-    for a, name in ((theta0, "theta0"), (X, "X"), (Y, "Y")):
-        require_finite(a, name)
-    return theta0, X, Y
+    return validate_data(theta0, X, Y)
 
 
 # --------------------------------------------------------------------------- closed forms

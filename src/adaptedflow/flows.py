@@ -7,7 +7,6 @@ Each direction is a pure function of the Jacobian D ∈ R^{QN×K} and ∇_x C �
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from .cost import grad_x_cost, outputs_and_jacobian
 from .linalg import gram_solve, pinv_solve

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from ._checks import RankLossError, as_float64, require_finite, require_shape
+from ._checks import RankLossError, validate_data
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
 from .kernels import _vjp_jvp, is_structured, mlp_outputs_and_ntk
@@ -158,17 +158,7 @@ def _compiled_solver(flow, output_map, rtol, atol, max_steps, rank_rtol, with_ep
 def _validate(flow, output_map, theta0, X, Y):
     if flow not in FLOWS:
         raise ValueError(f"`flow` must be one of {sorted(FLOWS)}; got {flow!r}.")
-    theta0 = as_float64(theta0, "theta0")
-    X = as_float64(X, "X")
-    Y = as_float64(Y, "Y")
-    require_shape(theta0, (None,), "theta0", "θ is one flat vector in the order of (1.5).")
-    require_shape(X, (None, None), "X", "Use `X[:, None]` for scalar inputs.")
-    require_shape(Y, (X.shape[0], None), "Y",
-                  f"Targets are one row y_ω(j) per input: (N, Q) with N = {X.shape[0]} from `X`.")
-    if X.shape[0] == 0:
-        raise ValueError("`X` has no inputs (N = 0); the cost (1.7) needs N ≥ 1.")
-    for a, name in ((theta0, "theta0"), (X, "X"), (Y, "Y")):
-        require_finite(a, name)
+    theta0, X, Y = validate_data(theta0, X, Y)
     widths = getattr(output_map, "widths", None)
     if widths is not None and getattr(output_map, "activation", None) is not None:
         from .network import num_params

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_float64_matrix, require_finite
+from ._checks import as_float64_matrix
 from .network import num_params
 
 _EPS = float(np.finfo(np.float64).eps)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import brentq
 
-from ._checks import as_float64, require_finite, require_shape
+from ._checks import validate_data
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .network import mlp, num_params
 
@@ -176,12 +176,7 @@ def integrate_standard_arclength(output_map, theta0, X, Y, *, lam: float, s1: fl
     References:
         Proposition 3.1, (3.4)–(3.6).
     """
-    theta0, X, Y = as_float64(theta0, "theta0"), as_float64(X, "X"), as_float64(Y, "Y")
-    require_shape(theta0, (None,), "theta0", "θ is one flat vector (1.5).")
-    require_shape(X, (None, None), "X", "Use `X[:, None]` for scalar inputs.")
-    require_shape(Y, (X.shape[0], None), "Y", f"Targets are one row per input: (N, Q) with N = {X.shape[0]}.")
-    for a, name in ((theta0, "theta0"), (X, "X"), (Y, "Y")):
-        require_finite(a, name)
+    theta0, X, Y = validate_data(theta0, X, Y)
     if not (np.isfinite(lam) and lam > 0):
         raise ValueError(f"`lam` (λ of (3.4)) must be a positive finite number; got {lam!r}.")
     if not (np.isfinite(s1) and s1 > 0):
