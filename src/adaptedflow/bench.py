@@ -8,10 +8,16 @@ Run on demand (never in CI's timing assertions)::
 Each row is measured in a fresh subprocess (so its peak resident memory is its own):
 the median wall time over `--repeats` runs after one compile-and-warm-up call, the peak
 resident set size, and the ratio to one standard gradient (`jax.grad` of the cost) timed
-in the same subprocess.  Rows: this package's ``structured``, ``matrix-free`` and ``dense``
-directions, and the peers a user would otherwise reach for: `jnp.linalg.pinv` and
-`jnp.linalg.lstsq` on jacrev's D, an `optimistix.GaussNewton` step with ``jac="bwd"`` and
-`lineax.LSMR`; `neural-tangents` gets a row with the error its import raises here (it is
+in the same subprocess; for iterative methods the iterations; and for every direction
+its relative difference from the structured one (a fast answer that is wrong is not a
+win).  Rows: this package's ``structured``, ``dense`` and ``matrix-free`` directions (CG
+with the Nyström preconditioner, and ``mf-jacobi`` / ``mf-none`` for the iteration
+counts before and after), and the peers a user would otherwise reach for:
+`jnp.linalg.pinv` and `jnp.linalg.lstsq` on jacrev's D, one `optimistix.GaussNewton` step
+with ``jac="bwd"`` (``max_steps=2``: optimistix applies a step in the iteration after the
+one that computes it, and evaluates D again there), and `lineax.LSMR` at rtol = atol = 1e-10 and at 1e-14 (the tolerance
+at which it matched the others to ≤ 1e-10 at QN = 1000); `neural-tangents` gets a row
+with the error its import raises here (it is
 not a dependency: 0.6.5 was reported to import `jax.core.Jaxpr`, gone from jax 0.10, and to
 pull in TensorFlow).
 Set `OPENBLAS_NUM_THREADS` (and `XLA_FLAGS`) the same way for every run you compare:
@@ -28,12 +34,16 @@ import subprocess
 import sys
 import time
 
+from .kernels import VARIANTS as OURS          # this package's rows
+
 SIZES = {  # (label, widths, N): QN = Q·N, K from the widths
     "full": [("QN=300", (16, 64, 64, 10), 30), ("QN=1000", (16, 256, 256, 10), 100),
              ("QN=1000,K=270k", (16, 512, 512, 10), 100), ("QN=3000", (16, 512, 512, 10), 300)],
     "quick": [("QN=40", (4, 32, 32, 4), 10), ("QN=120", (8, 64, 64, 6), 20)],
 }
-METHODS = ("grad", "structured", "matrix-free", "dense", "pinv", "lstsq", "optimistix-gn", "lineax-lsmr")
+#: LSMR at its usual tolerance, and at the tolerance that matches the others to ≤ 1e-10
+LSMR_TOLS = {"lineax-lsmr": 1e-10, "lineax-lsmr-tight": 1e-14}
+METHODS = ("grad", *OURS, "pinv", "lstsq", "optimistix-gn", *LSMR_TOLS)
 SKIP_DENSE_ABOVE = 150e6          # QN·K entries: the dense peers would need > 1.2 GB for D alone
 
 
@@ -51,10 +61,15 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
     K, QN = theta.size, Q * N
     loss = lambda t: af.cost(net(t, X), Y)
     grad = jax.jit(jax.grad(loss))
+    iterations = None
+    scale = 1.0                                          # peer output = scale · (−D⁺∇ₓC)
     if method == "grad":
         fn = lambda: grad(theta)
-    elif method in ("structured", "matrix-free", "dense"):
-        fn = lambda: af.adapted_step_direction(net, theta, X, Y, method=method)[0]
+    elif method in OURS:
+        name, kw = OURS[method]
+        fn = lambda: af.adapted_step_direction(net, theta, X, Y, method=name, **kw)[0]
+        if name == "matrix-free":
+            iterations = int(af.adapted_step_direction(net, theta, X, Y, method=name, **kw)[1].iterations)
     else:
         if QN * K > SKIP_DENSE_ABOVE:
             return {"skipped": f"D would have {QN * K / 1e6:.0f}M entries"}
@@ -67,19 +82,31 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
         elif method == "optimistix-gn":
             import optimistix as optx
 
+            # residual r/√N (so its half-square is C): the Gauss–Newton step is −D⁺r = N·u.
+            # optimistix computes the step in its first iteration and applies it in the
+            # second (which evaluates D again), so one step needs max_steps=2; max_steps=1
+            # returns θ unchanged (measured: relative difference 1.0).
             solver = optx.GaussNewton(rtol=1e-12, atol=1e-12)
             fn = jax.jit(lambda: optx.least_squares(lambda t, _: (net(t, X) - Y.reshape(-1)) / np.sqrt(N), solver,
-                                                    theta, max_steps=1, throw=False,
+                                                    theta, max_steps=2, throw=False,
                                                     options={"jac": "bwd"}).value - theta)
-        elif method == "lineax-lsmr":
+            scale = float(N)
+        elif method.startswith("lineax-lsmr"):
             import lineax as lx
 
+            tol = LSMR_TOLS[method]
             op = lx.JacobianLinearOperator(lambda t, _: net(t, X), theta, jac="bwd")
-            fn = jax.jit(lambda: -lx.linear_solve(op, res(theta) / N, lx.LSMR(rtol=1e-10, atol=1e-10),
-                                                  throw=False).value)
+
+            def lsmr():
+                sol = lx.linear_solve(op, -res(theta) / N, lx.LSMR(rtol=tol, atol=tol, max_steps=100_000), throw=False)
+                return sol.value, sol.stats["num_steps"]
+
+            lsmr = jax.jit(lsmr)
+            fn = lambda: lsmr()[0]
+            iterations = int(lsmr()[1])
         else:
             raise ValueError(method)
-    jax.block_until_ready(fn())
+    u = jax.block_until_ready(fn())
     jax.block_until_ready(grad(theta))
     times, gtimes = [], []
     for _ in range(repeats):
@@ -90,8 +117,13 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
         jax.block_until_ready(grad(theta))
         gtimes.append(time.perf_counter() - t)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"K": int(K), "QN": int(QN), "seconds": float(np.median(times)),
-            "ratio_to_grad": float(np.median(times) / np.median(gtimes)), "peak_mb": float(peak_mb)}
+    out = {"K": int(K), "QN": int(QN), "seconds": float(np.median(times)),
+           "ratio_to_grad": float(np.median(times) / np.median(gtimes)), "peak_mb": float(peak_mb),
+           "iterations": iterations}
+    if method != "grad":                                 # accuracy against the structured direction
+        ref = af.adapted_step_direction(net, theta, X, Y, method="structured")[0]
+        out["rel_diff"] = float(jnp.linalg.norm(u / scale - ref) / jnp.linalg.norm(ref))
+    return out
 
 
 def _neural_tangents_status() -> str:
@@ -123,7 +155,8 @@ def main(argv=None) -> int:
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     print(f"OPENBLAS_NUM_THREADS={env['OPENBLAS_NUM_THREADS']} XLA_FLAGS={env.get('XLA_FLAGS', '')!r}; "
           f"median of {args.repeats}; float64")
-    print(f"{'size':<16} {'method':<15} {'K':>8} {'QN':>6} {'seconds':>9} {'x grad':>8} {'peak MB':>8}")
+    print(f"{'size':<16} {'method':<18} {'K':>8} {'QN':>6} {'seconds':>9} {'x grad':>8} {'peak MB':>8} "
+          f"{'iters':>6} {'rel. diff':>9}")
     rows = []
     for label, widths, N in SIZES["quick" if args.quick else "full"]:
         for method in methods:
@@ -137,11 +170,13 @@ def main(argv=None) -> int:
             row.update(size=label, method=method)
             rows.append(row)
             if "seconds" in row:
-                print(f"{label:<16} {method:<15} {row['K']:>8} {row['QN']:>6} {row['seconds']:>9.4f} "
-                      f"{row['ratio_to_grad']:>8.1f} {row['peak_mb']:>8.0f}", flush=True)
+                its = "" if row.get("iterations") is None else row["iterations"]
+                diff = f"{row['rel_diff']:.1e}" if "rel_diff" in row else ""
+                print(f"{label:<16} {method:<18} {row['K']:>8} {row['QN']:>6} {row['seconds']:>9.4f} "
+                      f"{row['ratio_to_grad']:>8.1f} {row['peak_mb']:>8.0f} {its:>6} {diff:>9}", flush=True)
             else:
-                print(f"{label:<16} {method:<15} {row.get('skipped') or row.get('error')}", flush=True)
-        print(f"{label:<16} {'neural-tangents':<15} cannot run: {_neural_tangents_status()}")
+                print(f"{label:<16} {method:<18} {row.get('skipped') or row.get('error')}", flush=True)
+        print(f"{label:<16} {'neural-tangents':<18} cannot run: {_neural_tangents_status()}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

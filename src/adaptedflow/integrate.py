@@ -26,8 +26,8 @@ import optimistix as optx
 from ._checks import RankLossError, validate_data
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
-from .kernels import _vjp_jvp, is_structured, mlp_outputs_and_ntk
-from .linalg import gram_matrix_solve, singular_values
+from .kernels import _direction_impl, choose_method, is_structured, mlp_outputs_and_ntk
+from .linalg import default_rank_rtol, singular_values
 
 #: Tolerance (relative and absolute, in s) of the Newton root finder locating C(s) = ε.
 #: It cannot be much tighter: near C = ε the cost is a difference of nearly equal outputs,
@@ -80,9 +80,11 @@ def _extreme_singular_values(output_map, theta, X):
 def _kernel_rank_ratio(output_map, theta, X):
     """σ_min(D)/σ_max(D) from the eigenvalues of the structured kernel D Dᵀ (no D formed).
 
+    σ_min is the min(QN, K)-th largest singular value (the rank (1.30) or (5.2) needs).
     Resolves ratios down to about sqrt(QN·eps) (the kernel squares the condition number)."""
     lam = jnp.linalg.eigvalsh(mlp_outputs_and_ntk(output_map, theta, X)[1])
-    return jnp.sqrt(jnp.maximum(lam[0], 0.0) / lam[-1])
+    r = min(lam.shape[0], theta.shape[0])
+    return jnp.sqrt(jnp.maximum(lam[-r], 0.0) / lam[-1])
 
 
 def _vector_field(flow, output_map, jacobian, pinv_rtol):
@@ -92,13 +94,10 @@ def _vector_field(flow, output_map, jacobian, pinv_rtol):
             X, Y, _ = args
             x, vjp = jax.vjp(lambda t: output_map(t, X), theta)
             return -vjp(grad_x_cost(x, Y))[0]
-    elif flow == "adapted" and jacobian == "structured":
-        def field(s, theta, args):               # layer-wise kernel, u = −Dᵀα by one VJP
+    elif jacobian == "structured":               # layer-wise kernel, u = −Dᵀα by one VJP
+        def field(s, theta, args):
             X, Y, _ = args
-            x, Dt, Dv = _vjp_jvp(output_map, theta, X)
-            g = grad_x_cost(x, Y)
-            alpha, _ = gram_matrix_solve(mlp_outputs_and_ntk(output_map, theta, X)[1], g, lambda a: Dv(Dt(a)))
-            return -Dt(alpha)
+            return _direction_impl(output_map, flow, "structured", 0.0, 0, "none", 1, pinv_rtol, theta, X, Y)[0]
     else:
         def field(s, theta, args):
             X, Y, _ = args
@@ -220,11 +219,13 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         pinv_rtol: the pseudo-inverse cut-off of `"least-squares"` (default max(QN,K)·eps).
         on_rank_loss: `"raise"` (default) raises `RankLossError`; `"stop"` returns the
             orbit up to the rank loss with `stop="rank-loss"`.
-        jacobian: how the adapted field (1.30) gets D Dᵀ: `"structured"` (the layer-wise
-            kernel of `adaptedflow.kernels`, no D formed; its rank test resolves
+        jacobian: how the adapted fields get D: `"structured"` (the layer-wise kernel
+            D Dᵀ of `adaptedflow.kernels`, no D formed; its rank test resolves
             σ_min/σ_max down to ≈ sqrt(QN·eps)), `"dense"` (D by reverse mode, rank from
-            the SVD of D), or `"auto"` (structured for `adaptedflow.mlp` maps).  Saved
-            singular values always come from the SVD of D.
+            the SVD of D), or `"auto"`: the choice of `kernels.choose_method` —
+            structured for `adaptedflow.mlp` maps with K ≥ QN ((1.30), and (4.6) when
+            `pinv_rtol` ≥ 10·sqrt(QN·eps)), dense otherwise.  The standard flow (1.9)
+            is one VJP either way.  Saved singular values always come from the SVD of D.
 
     Returns:
         An `Orbit`.
@@ -255,11 +256,15 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         raise ValueError(f"`jacobian` must be 'auto', 'dense' or 'structured'; got {jacobian!r}.")
     if jacobian == "structured" and not is_structured(output_map):
         raise ValueError("`jacobian='structured'` needs an MLP made by `adaptedflow.mlp`; use 'dense'.")
-    if jacobian == "auto":
-        jacobian = "structured" if (flow == "adapted" and is_structured(output_map)) else "dense"
+    pinv_rtol = default_rank_rtol((QN, K)) if pinv_rtol is None else float(pinv_rtol)
+    if flow == "standard":
+        jacobian = "dense"                      # one VJP per evaluation; no D, no kernel
+    elif jacobian == "auto":
+        jacobian = choose_method(output_map, flow, "auto", K, QN, pinv_rtol)[0]
+    else:
+        jacobian = choose_method(output_map, flow, jacobian, K, QN, pinv_rtol)[0]
     solve = _compiled_solver(flow, output_map, float(rtol), float(atol), int(max_steps),
-                             float(rank_rtol), eps is not None,
-                             None if pinv_rtol is None else float(pinv_rtol), jacobian)
+                             float(rank_rtol), eps is not None, pinv_rtol, jacobian)
     ts_out, ys, mask, result, n_steps = solve(theta0, X, Y, jnp.asarray(ts), jnp.asarray(s1, dtype=jnp.float64),
                                               jnp.asarray(0.0 if eps is None else eps, dtype=jnp.float64))
     saved, final = ys

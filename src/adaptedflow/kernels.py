@@ -1,4 +1,4 @@
-r"""The empirical NTK D Dᵀ without materialising D, and the adapted direction three ways.
+r"""The empirical NTK D Dᵀ without materialising D, and the adapted directions three ways.
 
 For an MLP (1.3)–(1.4) the Jacobian has layer structure: with pre-activations
 z_ℓ = W_ℓ h_{ℓ−1} + b_ℓ and back-propagated errors δ_ℓ(j, q) = ∂x_{j,q}/∂z_ℓ(j),
@@ -10,43 +10,66 @@ so the kernel (1.25) is a sum over layers of Hadamard products,
     (D Dᵀ)[(j,q),(i,p)] = Σ_ℓ ⟨δ_ℓ(j,q), δ_ℓ(i,p)⟩ (⟨h_{ℓ−1}(j), h_{ℓ−1}(i)⟩ + 1),
 
 which costs Σ_ℓ (QN)² M_ℓ flops instead of (QN)² K for D Dᵀ from D, and never holds the
-QN × K matrix D.  The direction is then u = Dᵀα with (D Dᵀ)α = ∇ₓC, and Dᵀα is one
-vector–Jacobian product.
+QN × K matrix D.  The direction is then u = −Dᵀα, one vector–Jacobian product.
 
-`adapted_step_direction` computes the over-parametrized adapted direction (1.30) by
+`adapted_step_direction` computes the adapted directions of `flows.FLOWS` — (1.30)
+over-parametrized, (5.2) under-parametrized, (4.6) least squares, all equal to −D⁺∇ₓC
+where defined — by
 
-* ``"dense"``: D materialised by reverse mode, Gram from D (the reference);
-* ``"structured"``: the layer-wise kernel above (MLPs made by `adaptedflow.mlp`);
-* ``"matrix-free"``: conjugate gradients on D Dᵀ through jvp∘vjp, Jacobi-preconditioned
-  (the diagonal of D Dᵀ from the structured formula when available), for sizes where even
-  the kernel does not fit;
+* ``"dense"``: D materialised by reverse mode (the reference);
+* ``"structured"``: the layer-wise kernel above (MLPs made by `adaptedflow.mlp`): a
+  Cholesky solve for (1.30), an eigendecomposition pseudo-inverse of the same kernel for
+  (5.2) and (4.6) where the kernel resolves the rank (see `kernel_rank_floor`);
+* ``"matrix-free"``: conjugate gradients on D Dᵀ through jvp∘vjp for (1.30), with a
+  randomized Nyström or Jacobi preconditioner; LSMR on D for (5.2) and (4.6);
 
-and ``"auto"`` picks structured for the package's MLPs, dense otherwise.
+and ``"auto"`` picks the fastest correct one and says why in `DirectionInfo.reason`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from .cost import grad_x_cost, outputs_and_jacobian
-from .linalg import gram_matrix_solve, gram_solve
+from .flows import check_regime
+from .flows import direction as dense_direction
+from .linalg import default_fallback_rtol, default_rank_rtol, gram_matrix_solve, gram_solve
 from .network import _ACTIVATIONS, unflatten_params
 
 METHODS = ("auto", "dense", "structured", "matrix-free")
+PRECONDITIONERS = ("nystrom", "jacobi", "none")
+DIRECTION_FLOWS = ("adapted", "adapted-under", "least-squares")
+_EPS = float(jnp.finfo(jnp.float64).eps)
 
 
 class DirectionInfo(NamedTuple):
-    """Diagnostics of one direction: the method used, whether the Gram solve fell back to
-    the eigendecomposition pseudo-inverse, CG iterations (0 unless matrix-free) and the
-    relative residual |D Dᵀα − ∇ₓC|/|∇ₓC| of the solve."""
+    """Diagnostics of one direction.
+
+    Attributes:
+        method: the method used (``"auto"`` resolved).
+        reason: why that method (``"auto"``'s choice, or ``"requested"``).
+        fallback: whether the solve left its fast path — the Cholesky of (1.30) fell
+            back to the eigendecomposition pseudo-inverse (λ_min/λ_max ≤ `fallback_rtol`
+            or a non-finite factor), or the kernel of (5.2) showed rank D < K.
+        fallback_rtol: the λ_min/λ_max threshold that decision used.
+        iterations: CG or LSMR iterations (0 for dense and structured).
+        residual: relative residual: |D Dᵀα − ∇ₓC|/|∇ₓC| for (1.30); the normal-equation
+            residual |Dᵀ(D u + ∇ₓC)|/|Dᵀ∇ₓC| for (5.2) and (4.6).
+        rank: the rank used (QN for (1.30); eigenvalues kept for structured (5.2), (4.6);
+            −1 where not computed).
+    """
 
     method: str
+    reason: str
     fallback: jax.Array
+    fallback_rtol: float
     iterations: jax.Array
     residual: jax.Array
+    rank: jax.Array
 
 
 def is_structured(output_map) -> bool:
@@ -54,8 +77,42 @@ def is_structured(output_map) -> bool:
     return getattr(output_map, "widths", None) is not None and getattr(output_map, "activation", None) in _ACTIVATIONS
 
 
+def kernel_rank_floor(QN: int) -> float:
+    r"""The smallest σ_min/σ_max of D that the kernel D Dᵀ resolves: sqrt(QN·eps).
+
+    Eigenvalues of D Dᵀ carry absolute errors ≈ QN·eps·λ_max, so σ² below that level
+    (σ/σ_max below sqrt(QN·eps) ≈ 4.7e-7 at QN = 1000) is indistinguishable from 0."""
+    return math.sqrt(QN * _EPS)
+
+
+def _forward_and_errors(output_map, theta, X):
+    """Outputs, layer inputs h_0 … h_L, σ′(z_ℓ) and the layers of an `adaptedflow.mlp`."""
+    widths, sigma = output_map.widths, _ACTIVATIONS[output_map.activation]
+    layers = unflatten_params(theta, widths)
+    hs, dsig = [X], []                    # h_0 … h_L (N, M_ℓ); σ′(z_ℓ) for hidden ℓ
+    for W, b in layers[:-1]:
+        z = hs[-1] @ W.T + b
+        h, vjp = jax.vjp(sigma, z)
+        hs.append(h)
+        dsig.append(vjp(jnp.ones_like(z))[0])     # σ′(z), elementwise
+    W_out, b_out = layers[-1]
+    return (hs[-1] @ W_out.T + b_out).reshape(-1), hs, dsig, layers
+
+
+def _hidden_errors(hs, dsig, layers):
+    """Yield (ℓ, δ_ℓ) for the hidden layers, last first; δ_ℓ has shape (N, Q, M_ℓ)."""
+    delta = layers[-1][0][None, :, :] * dsig[-1][:, None, :]          # δ_L(j, q) = W_out[q] ⊙ σ′(z_L(j))
+    for l in range(len(layers) - 2, -1, -1):
+        yield l, delta
+        if l > 0:
+            delta = (delta @ layers[l][0]) * dsig[l - 1][:, None, :]
+
+
 def mlp_outputs_and_ntk(output_map, theta: jax.Array, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""x[θ] and the empirical NTK D Dᵀ of an `adaptedflow.mlp`, layer by layer (no D).
+
+    The output layer's block is (⟨h_L(j), h_L(i)⟩ + 1) δ_{qp} (its δ is e_q), formed by
+    broadcasting; each hidden layer adds (δ δᵀ) ⊙ (h hᵀ + 1), Q×Q blocks of (1.25).
 
     Args:
         output_map: an MLP made by `adaptedflow.mlp(widths, activation)`.
@@ -65,28 +122,24 @@ def mlp_outputs_and_ntk(output_map, theta: jax.Array, X: jax.Array) -> tuple[jax
         `(x, G)` with shapes `(QN,)` and `(QN, QN)`; G is symmetric PSD and equals
         `D @ D.T` for D of (1.20), rows ordered as (1.6).
     """
-    widths, sigma = output_map.widths, _ACTIVATIONS[output_map.activation]
-    layers = unflatten_params(theta, widths)
-    N, Q = X.shape[0], widths[-1]
-    hs, dsig = [X], []                    # h_0 … h_L (N, M_ℓ); σ'(z_ℓ) for hidden ℓ
-    for W, b in layers[:-1]:
-        z = hs[-1] @ W.T + b
-        h, vjp = jax.vjp(sigma, z)
-        hs.append(h)
-        dsig.append(vjp(jnp.ones_like(z))[0])     # σ′(z), elementwise
-    W_out, b_out = layers[-1]
-    x = (hs[-1] @ W_out.T + b_out).reshape(-1)
-    # δ_{L+1}(j, q) = e_q: shape (N, Q, Q); then back through the hidden layers.
-    delta = jnp.broadcast_to(jnp.eye(Q, dtype=theta.dtype), (N, Q, Q))
-    G = jnp.zeros((N * Q, N * Q), dtype=theta.dtype)
-    for l in range(len(layers) - 1, -1, -1):
+    x, hs, dsig, layers = _forward_and_errors(output_map, theta, X)
+    N, Q = X.shape[0], output_map.widths[-1]
+    hh = hs[-1] @ hs[-1].T + 1.0
+    G = hh[:, None, :, None] * jnp.eye(Q, dtype=theta.dtype)[None, :, None, :]
+    for l, delta in _hidden_errors(hs, dsig, layers):
         d = delta.reshape(N * Q, -1)                                  # rows (j, q)
-        hh = jnp.repeat(jnp.repeat(hs[l] @ hs[l].T + 1.0, Q, axis=0), Q, axis=1)
-        G = G + (d @ d.T) * hh
-        if l > 0:
-            W = layers[l][0]
-            delta = (delta @ W) * dsig[l - 1][:, None, :]              # (N, Q, M_{l})
-    return x, G
+        G = G + (d @ d.T).reshape(N, Q, N, Q) * (hs[l] @ hs[l].T + 1.0)[:, None, :, None]
+    return x, G.reshape(N * Q, N * Q)
+
+
+def mlp_ntk_diagonal(output_map, theta: jax.Array, X: jax.Array) -> jax.Array:
+    r"""diag(D Dᵀ) = Σ_ℓ |δ_ℓ(j,q)|² (|h_{ℓ−1}(j)|² + 1), shape `(QN,)`, in O(QN·Σ M_ℓ) memory."""
+    _, hs, dsig, layers = _forward_and_errors(output_map, theta, X)
+    Q = output_map.widths[-1]
+    diag = jnp.broadcast_to((jnp.sum(hs[-1] ** 2, axis=1) + 1.0)[:, None], (X.shape[0], Q))
+    for l, delta in _hidden_errors(hs, dsig, layers):
+        diag = diag + jnp.sum(delta**2, axis=2) * (jnp.sum(hs[l] ** 2, axis=1) + 1.0)[:, None]
+    return diag.reshape(-1)
 
 
 def _vjp_jvp(output_map, theta, X):
@@ -116,118 +169,263 @@ def _cg(matvec, b, precond, tol, maxiter):
     return x, k
 
 
+def nystrom_preconditioner(matmat, n: int, rank: int, key, dtype=jnp.float64):
+    r"""Randomized Nyström preconditioner P⁻¹ of an SPD operator A (Frangella, Tropp & Udell 2023).
+
+    From one block product Y = AΩ with a random orthonormal Ω ∈ R^{n×r}, the rank-r
+    Nyström approximation A ≈ U Λ̂ Uᵀ gives
+
+        P⁻¹ = λ̂_r U Λ̂⁻¹ Uᵀ + (I − U Uᵀ),
+
+    which maps the r largest eigenvalues of A onto ≈ λ̂_r; CG on P⁻¹A then converges at the
+    rate of the remaining spectrum λ̂_r/λ_min instead of λ_max/λ_min.
+
+    Args:
+        matmat: `B ↦ A B` for B of shape `(n, r)`.
+        n: size of A.  rank: r, with 1 ≤ r < n.  key: PRNG key for Ω.
+
+    Returns:
+        `(apply, eigenvalues)`: `apply(r) = P⁻¹ r` and Λ̂, shape `(r,)`, decreasing.
+    """
+    omega, _ = jnp.linalg.qr(jax.random.normal(key, (n, rank), dtype))
+    Y = matmat(omega)
+    nu = jnp.sqrt(n) * _EPS * jnp.linalg.norm(Y)                 # stabilising shift
+    Y = Y + nu * omega
+    C = jnp.linalg.cholesky(omega.T @ Y)
+    B = jax.scipy.linalg.solve_triangular(C, Y.T, lower=True).T
+    U, S, _ = jnp.linalg.svd(B, full_matrices=False)
+    lam = jnp.maximum(S**2 - nu, 0.0) + nu
+    scale = lam[-1] / lam
+
+    def apply(r):
+        Ur = U.T @ r
+        return U @ (scale * Ur) + (r - U @ Ur)
+
+    return apply, lam - nu
+
+
 def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Array, *,
-                           method: str = "auto", cg_tol: float = 1e-12, cg_maxiter: int = 10_000,
-                           precondition: bool = True) -> tuple[jax.Array, DirectionInfo]:
-    r"""The over-parametrized adapted direction −D⁺∇ₓC of (1.30), by one of `METHODS`.
+                           flow: str = "adapted", method: str = "auto", cg_tol: float = 1e-12,
+                           cg_maxiter: int = 10_000, precondition: str = "nystrom", nystrom_rank: int = 100,
+                           pinv_rtol: float | None = None) -> tuple[jax.Array, DirectionInfo]:
+    r"""The adapted direction ∂ₛθ = −D⁺∇ₓC of (1.30), (5.2) or (4.6), by one of `METHODS`.
 
     Args:
         output_map: `output_map(theta, X) -> x`.
-        theta: shape `(K,)`; X: shape `(N, M)`; Y: targets, shape `(N, Q)`; K ≥ QN.
-        method: ``"auto"`` (structured for `adaptedflow.mlp` maps, else dense),
-            ``"dense"``, ``"structured"`` or ``"matrix-free"``.
-        cg_tol: relative residual at which conjugate gradients stop (matrix-free).
-        cg_maxiter: the most CG iterations (matrix-free); `info.iterations` reports them.
-        precondition: Jacobi preconditioning of CG by the kernel's diagonal (matrix-free).
+        theta: shape `(K,)`; X: shape `(N, M)`; Y: targets, shape `(N, Q)`.
+        flow: ``"adapted"`` (1.30), K ≥ QN, rank QN; ``"adapted-under"`` (5.2), K ≤ QN,
+            rank K; ``"least-squares"`` (4.6), any rank, singular values ≤
+            `pinv_rtol`·σ_max treated as zero.
+        method: ``"auto"``, ``"dense"``, ``"structured"`` or ``"matrix-free"``.  Auto
+            takes structured for `adaptedflow.mlp` maps when it is both faster and
+            correct (K ≥ QN, and for (4.6) `pinv_rtol` ≥ 10·`kernel_rank_floor`), else
+            dense; `info.reason` says which held.
+        cg_tol: relative residual at which CG (1.30) or LSMR (5.2), (4.6) stop; the
+            direction's relative error is then about κ·`cg_tol` (κ the condition number
+            of the inverted part of D, or of D Dᵀ for CG), so tighten it for ill-conditioned D.
+        cg_maxiter: the most iterations; `info.iterations` reports those taken.
+        precondition: for CG: ``"nystrom"`` (rank-`nystrom_rank` randomized Nyström),
+            ``"jacobi"`` (the kernel's diagonal) or ``"none"``.
+        nystrom_rank: sketch size of the Nyström preconditioner (capped at QN − 1).
+        pinv_rtol: the cut-off of (4.6) (default max(QN, K)·eps, as `linalg.pinv_solve`).
 
     Returns:
-        `(u, info)`: u = ∂ₛθ of shape `(K,)` with D u = −∇ₓC, and a `DirectionInfo`.
+        `(u, info)`: u = ∂ₛθ of shape `(K,)` and a `DirectionInfo`.
 
     Raises:
-        ValueError: unknown `method`, or ``"structured"`` for a map that is not an
-            `adaptedflow.mlp`.
+        ValueError: unknown `flow`, `method` or `precondition`; K and QN that do not fit
+            `flow`; ``"structured"`` for a map that is not an `adaptedflow.mlp`, or for
+            (4.6) with a `pinv_rtol` below what the kernel resolves.
     """
+    if flow not in DIRECTION_FLOWS:
+        raise ValueError(f"`flow` must be one of {DIRECTION_FLOWS}; got {flow!r}.")
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
-    if method == "auto":
-        method = "structured" if is_structured(output_map) else "dense"
-    if method == "structured" and not is_structured(output_map):
-        raise ValueError("`method='structured'` needs an MLP made by `adaptedflow.mlp`; use 'dense' or 'matrix-free'.")
-    return _direction(output_map, method, float(cg_tol), int(cg_maxiter), bool(precondition), theta, X, Y)
+    if precondition not in PRECONDITIONERS:
+        raise ValueError(f"`precondition` must be one of {PRECONDITIONERS}; got {precondition!r}.")
+    K, QN = int(theta.shape[0]), int(Y.size)
+    check_regime(flow, K, QN)
+    rtol = default_rank_rtol((QN, K)) if pinv_rtol is None else float(pinv_rtol)
+    method, reason = choose_method(output_map, flow, method, K, QN, rtol)
+    static = (output_map, flow, method, float(cg_tol), int(cg_maxiter), precondition,
+              max(1, min(int(nystrom_rank), QN - 1)), rtol)
+    u, fb, iters, res, rank = _direction_jit(*static, theta, X, Y)
+    frtol = default_fallback_rtol(QN) if flow == "adapted" else (rtol**2 if flow == "least-squares" else QN * _EPS)
+    return u, DirectionInfo(method=method, reason=reason, fallback=fb, fallback_rtol=frtol, iterations=iters,
+                            residual=res, rank=rank)
 
 
-def _direction_impl(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y):
+def choose_method(output_map, flow: str, method: str, K: int, QN: int, pinv_rtol: float) -> tuple[str, str]:
+    r"""The method ``"auto"`` resolves to, and why; validates an explicit ``"structured"``.
+
+    Returns:
+        `(method, reason)`.
+    """
+    structured_ok = is_structured(output_map)
+    floor = 10 * kernel_rank_floor(QN)
+    if method == "structured":
+        if not structured_ok:
+            raise ValueError("`method='structured'` needs an MLP made by `adaptedflow.mlp`; use 'dense' or "
+                             "'matrix-free'.")
+        if flow == "least-squares" and pinv_rtol < floor:
+            raise ValueError(
+                f"`method='structured'` for (4.6) needs `pinv_rtol` ≥ 10·sqrt(QN·eps) = {floor:.1e}: the kernel "
+                f"D Dᵀ cannot tell σ/σ_max = {pinv_rtol:.1e} from 0. Use 'dense' (SVD of D) or raise `pinv_rtol`."
+            )
+    if method != "auto":
+        return method, "requested"
+    if not structured_ok:
+        return "dense", "not an adaptedflow.mlp: no layer-wise kernel"
+    if flow == "adapted-under" or K < QN:
+        return "dense", f"K = {K} < QN = {QN}: D ({QN}×{K}) is smaller than the kernel ({QN}×{QN})"
+    if flow == "least-squares" and pinv_rtol < floor:
+        return "dense", (f"pinv_rtol = {pinv_rtol:.1e} is below what the kernel resolves "
+                         f"(10·sqrt(QN·eps) = {floor:.1e}): SVD of D")
+    return "structured", "adaptedflow.mlp with K ≥ QN: layer-wise kernel"
+
+
+def _kernel_pinv(G, keep):
+    """`(b ↦ G⁺b restricted to the kept eigenvectors, keep mask, eigenvalues)` from eigh(G)."""
+    lam, V = jnp.linalg.eigh(G)
+    keep = keep(lam)
+    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
+    return (lambda b: V @ (inv * (V.T @ b))), keep, lam
+
+
+def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, nystrom_rank, pinv_rtol,
+                    theta, X, Y):
+    """(u, fallback, iterations, residual, rank) for one static configuration."""
+    QN, K = Y.size, theta.shape[0]
+    zero, no = jnp.zeros((), jnp.int32), jnp.zeros((), bool)
     if method == "dense":
         x, D = outputs_and_jacobian(output_map, theta, X)
         g = grad_x_cost(x, Y)
-        alpha, fb = gram_solve(D, g)
-        u = -D.T @ alpha
-        res = jnp.linalg.norm(D @ (D.T @ alpha) - g) / jnp.linalg.norm(g)
-        return u, fb, jnp.zeros((), jnp.int32), res
+        if flow == "adapted":
+            alpha, fb = gram_solve(D, g)
+            res = jnp.linalg.norm(D @ (D.T @ alpha) - g) / jnp.linalg.norm(g)
+            return -D.T @ alpha, fb, zero, res, jnp.asarray(QN, jnp.int32)
+        u = dense_direction(flow, D, g, rank_rtol=pinv_rtol)
+        res = jnp.linalg.norm(D.T @ (D @ u + g)) / jnp.linalg.norm(D.T @ g)
+        return u, no, zero, res, -jnp.ones((), jnp.int32)
     x, Dt, Dv = _vjp_jvp(output_map, theta, X)
     g = grad_x_cost(x, Y)
-    K = lambda a: Dv(Dt(a))                                            # a ↦ D Dᵀ a
-    if method == "structured":
-        _, G = mlp_outputs_and_ntk(output_map, theta, X)
-        alpha, fb = gram_matrix_solve(G, g, K)
-        iters = jnp.zeros((), jnp.int32)
-    else:
-        if precondition and is_structured(output_map):
-            diag = jnp.diagonal(mlp_outputs_and_ntk(output_map, theta, X)[1])
-        elif precondition:
-            diag = jax.vmap(lambda e: jnp.dot(e, K(e)))(jnp.eye(g.shape[0], dtype=g.dtype))
+    Kmv = lambda a: Dv(Dt(a))                                          # a ↦ D Dᵀ a
+    if flow != "adapted":
+        if method == "structured":
+            G = mlp_outputs_and_ntk(output_map, theta, X)[1]
+            if flow == "least-squares":
+                cut = lambda lam: lam > pinv_rtol**2 * lam[-1]
+            else:                                                      # rank K: the K largest eigenvalues
+                cut = lambda lam: jnp.arange(QN) >= QN - K
+            pinv, keep, lam = _kernel_pinv(G, cut)
+            alpha = pinv(g)
+            alpha = alpha + pinv(g - Kmv(alpha))      # one refinement step, residual through D itself
+            u = -Dt(alpha)
+            # (5.2) needs rank D = K: the K-th largest eigenvalue must stand above the
+            # kernel's rounding floor QN·eps·λ_max, else the pseudo-inverse is of noise.
+            fb = (lam[QN - K] <= QN * _EPS * lam[-1]) if flow == "adapted-under" else no
+            iters, rank = zero, jnp.sum(keep).astype(jnp.int32)
         else:
-            diag = jnp.ones_like(g)
-        alpha, iters = _cg(K, g, lambda r: r / diag, cg_tol, cg_maxiter)
-        fb = jnp.zeros((), bool)
-    res = jnp.linalg.norm(K(alpha) - g) / jnp.linalg.norm(g)
-    return -Dt(alpha), fb, iters, res
+            import lineax as lx
+
+            op = lx.FunctionLinearOperator(Dv, jax.eval_shape(lambda: theta))
+            sol = lx.linear_solve(op, -g, lx.LSMR(rtol=cg_tol, atol=cg_tol, max_steps=cg_maxiter), throw=False)
+            u, fb, iters, rank = sol.value, no, sol.stats["num_steps"].astype(jnp.int32), -jnp.ones((), jnp.int32)
+        res = jnp.linalg.norm(Dt(Dv(u) + g)) / jnp.linalg.norm(Dt(g))
+        return u, fb, iters, res, rank
+    if method == "structured":
+        G = mlp_outputs_and_ntk(output_map, theta, X)[1]
+        alpha, fb = gram_matrix_solve(G, g, Kmv)
+        iters = zero
+    else:
+        if precondition == "nystrom":
+            matmat = lambda B: jax.vmap(Kmv, in_axes=1, out_axes=1)(B)
+            apply, _ = nystrom_preconditioner(matmat, QN, nystrom_rank, jax.random.PRNGKey(0), g.dtype)
+        elif precondition == "jacobi":
+            if is_structured(output_map):
+                diag = mlp_ntk_diagonal(output_map, theta, X)
+            else:
+                diag = jax.vmap(lambda e: jnp.dot(e, Kmv(e)))(jnp.eye(QN, dtype=g.dtype))
+            apply = lambda r: r / diag
+        else:
+            apply = lambda r: r
+        alpha, iters = _cg(Kmv, g, apply, cg_tol, cg_maxiter)
+        fb = no
+    res = jnp.linalg.norm(Kmv(alpha) - g) / jnp.linalg.norm(g)
+    return -Dt(alpha), fb, iters, res, jnp.asarray(QN, jnp.int32)
 
 
-_direction_jit = jax.jit(_direction_impl, static_argnums=(0, 1, 2, 3, 4))
-
-
-def _direction(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y):
-    u, fb, iters, res = _direction_jit(output_map, method, cg_tol, cg_maxiter, precondition, theta, X, Y)
-    return u, DirectionInfo(method=method, fallback=fb, iterations=iters, residual=res)
+_direction_jit = jax.jit(_direction_impl, static_argnums=tuple(range(8)))
 
 
 def direction_flops(widths, N: int) -> dict[str, float]:
-    r"""Leading-order flop counts of one adapted direction, by method, for an MLP.
+    r"""Leading-order flop counts of one adapted direction (1.30), by method, for an MLP.
 
-    With K parameters, QN outputs and hidden widths M_ℓ:
+    With K parameters, QN outputs and hidden widths M_ℓ (a multiply–add counts 2):
 
-    * dense: D by reverse mode, QN VJPs through the whole batch (≈ QN·4NK), then the
-      Gram D Dᵀ (QN²·K) and the Cholesky factor (QN³/3);
-    * structured: the layer-wise kernel Σ_ℓ QN²·(M_ℓ + 1) + N²·M_{ℓ−1}, the back-
+    * dense: D by reverse mode, QN VJPs through the whole batch (≈ QN·4NK), the Gram
+      D Dᵀ (2·QN²·K) and the Cholesky factor (QN³/3);
+    * structured: the layer-wise kernel — per hidden layer δδᵀ (2·QN²·M_ℓ) and h hᵀ
+      (2·N²·M_{ℓ−1}), for the output layer h_L h_Lᵀ only (its δ is e_q) — the back-
       propagated errors (≈ 2·QN·Σ_ℓ M_ℓ M_{ℓ+1}), the same Cholesky, one VJP (≈ 4NK);
     * one standard gradient: ≈ 6NK (forward and backward pass).
 
     Returns:
-        Dict with keys ``"dense"``, ``"structured"``, ``"gradient"`` (flops), ``"K"``, ``"QN"``.
+        Dict with keys ``"dense"``, ``"structured"``, ``"gram_dense"`` (D Dᵀ from D),
+        ``"kernel"`` (the layer-wise kernel), ``"cholesky"``, ``"gradient"`` (flops),
+        ``"K"``, ``"QN"``.
     """
     widths = tuple(int(w) for w in widths)
     K = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
     Q = widths[-1]
     QN = Q * N
     chol = QN**3 / 3
-    dense = QN * 4 * N * K + QN**2 * K + chol
-    layer = sum(QN**2 * (m_out + 1) + N**2 * m_in for m_in, m_out in zip(widths[:-1], widths[1:]))
+    gram_dense = 2 * QN**2 * K
+    dense = QN * 4 * N * K + gram_dense + chol
+    kernel = sum(2 * QN**2 * m_out + 2 * N**2 * m_in for m_in, m_out in zip(widths[:-2], widths[1:-1]))
+    kernel += 2 * N**2 * widths[-2]
     backprop = 2 * QN * sum(a * b for a, b in zip(widths[1:-1], widths[2:]))
-    return {"dense": float(dense), "structured": float(layer + backprop + chol + 4 * N * K),
+    return {"dense": float(dense), "structured": float(kernel + backprop + chol + 4 * N * K),
+            "gram_dense": float(gram_dense), "kernel": float(kernel), "cholesky": float(chol),
             "gradient": float(6 * N * K), "K": K, "QN": QN}
+
+
+#: Named variants of `adapted_step_direction` for tables: name → (method, keyword arguments).
+VARIANTS = {"structured": ("structured", {}), "dense": ("dense", {}),
+            "matrix-free": ("matrix-free", {"precondition": "nystrom"}),
+            "mf-jacobi": ("matrix-free", {"precondition": "jacobi"}),
+            "mf-none": ("matrix-free", {"precondition": "none"})}
 
 
 def time_direction_methods(widths, N: int, *, methods=("structured", "matrix-free", "dense"), repeats: int = 3,
                            key=None) -> dict:
-    r"""Median wall seconds of one adapted direction per method, and of one gradient, in this process.
+    r"""Median wall seconds, XLA memory and accuracy of one adapted direction per method, in this process.
 
-    Compiles each method once before timing; every time is the median of `repeats` runs.
-    Also returns the largest relative difference of each method's direction from the
-    dense one (when "dense" is among `methods`).
+    Compiles each method once before timing; every time is the median of `repeats` runs,
+    and one gradient is timed in the same process as the reference.  Memory is what the
+    compiled direction allocates beyond its inputs and outputs (XLA's temporary buffers,
+    `memory_analysis().temp_size_in_bytes`): D for dense, the kernel for structured, the
+    sketch for Nyström.
+
+    Args:
+        methods: names of `VARIANTS`.
 
     Returns:
-        Dict: ``K``, ``QN``, ``gradient`` (seconds), ``seconds`` (method → seconds),
-        ``iterations`` (method → CG iterations), ``agreement`` (method → relative difference).
+        Dict: ``K``, ``QN``, ``gradient`` (seconds), and per method: ``seconds``,
+        ``iterations`` (CG), ``memory_mb`` and ``agreement`` (relative difference from
+        the first method of `methods`).
     """
     import time
 
     import numpy as np
 
+    from .cost import cost
     from .network import init_params, mlp
     from .problem import gaussian_clusters
-    from .cost import cost
 
+    unknown = sorted(set(methods) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {sorted(VARIANTS)}.")
     key = jax.random.PRNGKey(0) if key is None else key
     widths = tuple(int(w) for w in widths)
     X, _, Y = gaussian_clusters(jax.random.fold_in(key, 0), N, widths[0], widths[-1])
@@ -245,15 +443,20 @@ def time_direction_methods(widths, N: int, *, methods=("structured", "matrix-fre
         return float(np.median(ts))
 
     out = {"K": int(theta.size), "QN": int(widths[-1] * N), "gradient": median_time(lambda: grad(theta)),
-           "seconds": {}, "iterations": {}, "agreement": {}}
+           "seconds": {}, "iterations": {}, "agreement": {}, "memory_mb": {}}
     dirs = {}
-    for m in methods:
-        out["seconds"][m] = median_time(lambda m=m: adapted_step_direction(net, theta, X, Y, method=m)[0])
-        u, info = adapted_step_direction(net, theta, X, Y, method=m)
-        dirs[m] = u
-        out["iterations"][m] = int(info.iterations)
-    if "dense" in dirs:
-        ref = dirs["dense"]
-        for m, u in dirs.items():
-            out["agreement"][m] = float(jnp.linalg.norm(u - ref) / jnp.linalg.norm(ref))
+    for name in methods:
+        method, kw = VARIANTS[name]
+        call = lambda: adapted_step_direction(net, theta, X, Y, method=method, **kw)
+        out["seconds"][name] = median_time(lambda: call()[0])
+        u, info = call()
+        dirs[name] = u
+        out["iterations"][name] = int(info.iterations)
+        static = (net, "adapted", method, 1e-12, 10_000, kw.get("precondition", "nystrom"),
+                  min(100, out["QN"] - 1), default_rank_rtol((out["QN"], out["K"])))
+        mem = _direction_jit.lower(*static, theta, X, Y).compile().memory_analysis()
+        out["memory_mb"][name] = float(mem.temp_size_in_bytes) / 2**20
+    ref = dirs[methods[0]]
+    for name, u in dirs.items():
+        out["agreement"][name] = float(jnp.linalg.norm(u - ref) / jnp.linalg.norm(ref))
     return out

