@@ -163,3 +163,23 @@ def test_a_chapter_run_twice_gives_bit_identical_claims(tmp_path):
         records = json.loads((root / "_build" / "claims.json").read_text())
         values.append({(r["id"], r["part"]): r["measured"] for r in records})
     assert values[0] == values[1] and len(values[0]) >= 4
+
+
+def test_chapters_run_concurrently_but_timing_chapters_run_alone(tmp_path):
+    """--jobs 2: the two plain chapters overlap in time; the one marked `runs_alone` (it
+    reports wall-clock timings) overlaps neither."""
+    log = tmp_path / "intervals.txt"
+    body = ("import time\nt0 = time.time()\ntime.sleep(3)\n"
+            f"open({str(log)!r}, 'a').write(f'{{name}} {{t0}} {{time.time()}}\\n')")
+    root = _toy_book(tmp_path, {n: ["seed = 0", f"name = {n!r}\n" + body] for n in ("a", "timed", "c")})
+    nb_path = root / "book" / "timed.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["metadata"]["adaptedflow"] = {"runs_alone": True}
+    nb_path.write_text(json.dumps(nb))
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html", "--jobs", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spans = {n: (float(a), float(b)) for n, a, b in (line.split() for line in log.read_text().splitlines())}
+    overlap = lambda p, q: min(p[1], q[1]) - max(p[0], q[0])
+    assert overlap(spans["a"], spans["c"]) > 1.0, spans
+    assert overlap(spans["timed"], spans["a"]) < 0 and overlap(spans["timed"], spans["c"]) < 0, spans

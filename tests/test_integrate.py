@@ -92,3 +92,20 @@ def test_solver_running_out_of_steps_is_an_error(small_problem):
     p = small_problem
     with pytest.raises(RuntimeError, match="max_steps"):
         af.integrate_flow("standard", p["net"], p["theta"], p["X"], p["Y"], s1=50.0, max_steps=3)
+
+
+@pytest.mark.parametrize("dist", [1e-1, 1e-3, 1e-5, 1e-6, 1e-7, 1e-8])
+def test_structured_rank_event_agrees_with_the_svd_of_D(dist):
+    """The shifted-Cholesky test of the kernel flags σ_min/σ_max < rank_rtol as the SVD of D
+    does, wherever the ratio is a factor 2 away from rank_rtol (near-duplicate inputs)."""
+    from adaptedflow.integrate import _kernel_rank_lost
+
+    net, theta = af.mlp((2, 16, 2)), af.init_params(jax.random.PRNGKey(5), (2, 16, 2))
+    X, _, _ = af.gaussian_clusters(jax.random.PRNGKey(4), 4, 2, 2)
+    X = X.at[1].set(X[0] + dist)
+    s = np.linalg.svd(np.asarray(af.jacobian(net, theta, X)), compute_uv=False)
+    ratio = s[-1] / s[0]
+    for rtol in (1e-4, 1e-6, 1e-7):
+        if 0.5 < ratio / rtol < 2:
+            continue
+        assert bool(_kernel_rank_lost(net, theta, X, rtol)) == bool(ratio < rtol), (dist, rtol, ratio)

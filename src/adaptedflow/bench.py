@@ -44,7 +44,7 @@ SIZES = {  # (label, widths, N): QN = Q·N, K from the widths
 #: LSMR at its usual tolerance, and at the tolerance that matches the others to ≤ 1e-10
 LSMR_TOLS = {"lineax-lsmr": 1e-10, "lineax-lsmr-tight": 1e-14}
 METHODS = ("grad", *OURS, "pinv", "lstsq", "optimistix-gn", *LSMR_TOLS)
-SKIP_DENSE_ABOVE = 150e6          # QN·K entries: the dense peers would need > 1.2 GB for D alone
+SKIP_DENSE_ABOVE = 150e6          # QN·K entries: the peers that form D would need > 1.2 GB for it alone
 
 
 def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
@@ -71,7 +71,7 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
         if name == "matrix-free":
             iterations = int(af.adapted_step_direction(net, theta, X, Y, method=name, **kw)[1].iterations)
     else:
-        if QN * K > SKIP_DENSE_ABOVE:
+        if QN * K > SKIP_DENSE_ABOVE and not method.startswith("lineax-lsmr"):    # LSMR never forms D
             return {"skipped": f"D would have {QN * K / 1e6:.0f}M entries"}
         jac = jax.jit(jax.jacrev(lambda t: net(t, X)))
         res = jax.jit(lambda t: net(t, X) - Y.reshape(-1))
@@ -166,7 +166,9 @@ def main(argv=None) -> int:
             try:
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):
-                row = {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:80]}
+                last = (proc.stderr.strip().splitlines() or [""])[-1][:80]
+                killed = " (SIGKILL: out of memory, most likely)" if proc.returncode == -9 else ""
+                row = {"error": f"exit {proc.returncode}{killed} {last}".strip()}
             row.update(size=label, method=method)
             rows.append(row)
             if "seconds" in row:
