@@ -34,7 +34,8 @@ import numpy as np
 from ._checks import as_float64, require_shape, validate_data
 from .cost import cost, outputs_and_jacobian
 from .flows import adapted_direction
-from .linalg import gram_solve
+from .kernels import _vjp_jvp, is_structured, mlp_outputs_and_ntk
+from .linalg import gram_matrix_solve, gram_solve
 
 #: The methods `descent` runs, with the update each implements.
 METHODS = {
@@ -244,7 +245,19 @@ def _compiled_run(method: str, output_map, n_steps: int, damped: bool):
     def loss(theta, X, Y):
         return cost(output_map(theta, X), Y)
 
-    if method == "adapted":
+    if method == "adapted" and is_structured(output_map):
+        def update(theta, state, X, Y, h, lam):      # layer-wise kernel: no D (`kernels`)
+            x, Dt, Dv = _vjp_jvp(output_map, theta, X)
+            g = (x - Y.reshape(-1)) / Y.shape[0]
+            G = mlp_outputs_and_ntk(output_map, theta, X)[1]
+            if damped:                                # D Dᵀ + λ1, the Gram matrix of [D, √λ·1]
+                G = G + lam * jnp.eye(G.shape[0], dtype=G.dtype)
+                alpha, _ = gram_matrix_solve(G, g, lambda a: Dv(Dt(a)) + lam * a)
+            else:
+                alpha, _ = gram_matrix_solve(G, g, lambda a: Dv(Dt(a)))
+            return theta - h * Dt(alpha), state, cost(x, Y)
+        init_state = lambda theta, step: ()
+    elif method == "adapted":
         def update(theta, state, X, Y, h, lam):
             x, D = outputs_and_jacobian(output_map, theta, X)
             g = (x - Y.reshape(-1)) / Y.shape[0]
@@ -301,8 +314,9 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
 
     Methods (`METHODS`): ``"adapted"``, θ_{k+1} = θ_k − h D⁺∇_x C (explicit Euler of (1.30);
     with `damping` λ, D⁺ → Dᵀ(D Dᵀ + λ1)⁻¹); ``"gd"``, θ_{k+1} = θ_k − η ∇_θ C (Euler of
-    (1.9)); ``"adam"``, `optax.adam(η)`.  The Jacobian is built once per adapted step, with
-    the outputs and the cost, from one forward pass.
+    (1.9)); ``"adam"``, `optax.adam(η)`.  Each adapted step builds D Dᵀ once: by the
+    layer-wise kernel of `adaptedflow.kernels` for `adaptedflow.mlp` maps (no D formed;
+    u = −Dᵀα is one VJP), else from D by reverse mode.
 
     The run is compiled once per (method, output map, n_steps, damped or not) and shapes;
     `step` and `damping` are traced.  It is timed `repeats` times after compiling; the
