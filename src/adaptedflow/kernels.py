@@ -34,6 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._checks import validate_data
 from .cost import grad_x_cost, outputs_and_jacobian
 from .flows import check_regime
 from .flows import direction as dense_direction
@@ -233,7 +234,8 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
         `(u, info)`: u = ∂ₛθ of shape `(K,)` and a `DirectionInfo`.
 
     Raises:
-        ValueError: unknown `flow`, `method` or `precondition`; K and QN that do not fit
+        TypeError: float32 input (see `_checks.validate_data`).
+        ValueError: wrong shapes or non-finite θ, X, Y; unknown `flow`, `method` or `precondition`; K and QN that do not fit
             `flow`; ``"structured"`` for a map that is not an `adaptedflow.mlp`, or for
             (4.6) with a `pinv_rtol` below what the kernel resolves.
     """
@@ -243,6 +245,7 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
         raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
     if precondition not in PRECONDITIONERS:
         raise ValueError(f"`precondition` must be one of {PRECONDITIONERS}; got {precondition!r}.")
+    theta, X, Y = validate_data(theta, X, Y, "theta")
     K, QN = int(theta.shape[0]), int(Y.size)
     check_regime(flow, K, QN)
     rtol = default_rank_rtol((QN, K)) if pinv_rtol is None else float(pinv_rtol)
