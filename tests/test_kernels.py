@@ -82,7 +82,7 @@ def test_auto_picks_structured_when_correct_and_says_why():
     assert info.method == "structured"
     net, theta, X, Y = _problem((2, 3, 2), 20, "tanh", 0)                           # K = 17 < QN = 40
     info = adapted_step_direction(net, theta, X, Y, flow="adapted-under")[1]
-    assert info.method == "dense" and "smaller than the kernel" in info.reason
+    assert info.method == "dense" and "no larger than the kernel" in info.reason
 
 
 def test_nystrom_preconditioner_cuts_cg_iterations():
@@ -172,3 +172,51 @@ def test_integrator_structured_and_dense_orbits_agree(flow, widths, N, kw):
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-8, atol=1e-10)
     with pytest.raises(ValueError, match="jacobian"):
         af.integrate_flow(flow, net, theta, X, Y, s1=1.0, jacobian="sparse", **kw)
+
+
+def test_mlp_without_hidden_layer_runs_on_every_path():
+    """widths (M, Q): the kernel is the output block alone (a reviewer found an IndexError)."""
+    net, theta, X, Y = _problem((6, 2), 3, "tanh", 1)
+    D = af.jacobian(net, theta, X)
+    np.testing.assert_allclose(mlp_outputs_and_ntk(net, theta, X)[1], D @ D.T, rtol=1e-13)
+    np.testing.assert_allclose(mlp_ntk_diagonal(net, theta, X), jnp.sum(D**2, axis=1), rtol=1e-13)
+    ref, _ = adapted_step_direction(net, theta, X, Y, method="dense")
+    u, info = adapted_step_direction(net, theta, X, Y)
+    assert info.method == "structured" and _rel(u, ref) <= 1e-12
+    orbit = af.integrate_flow("adapted", net, theta, X, Y, s1=1.0, n_save=3)
+    assert orbit.stop == "s1"
+    run = af.discrete.descent("adapted", net, theta, X, Y, step=0.5, n_steps=3, repeats=1)
+    assert np.all(np.diff(run.costs) < 0)
+
+
+def test_rank_deficient_under_parametrized_gives_the_minimum_norm_answer_and_says_so():
+    """Zeroed output weights of one hidden unit: rank D = 22 < K = 26. Dense and structured
+    (5.2) both fall back and return −D⁺∇ₓC."""
+    widths, N = (3, 4, 2), 40
+    net, theta, X, Y = _problem(widths, N, "tanh", 1)
+    i_out = 3 * 4 + 4
+    theta = theta.at[i_out].set(0.0).at[i_out + 4].set(0.0)
+    x, D = af.outputs_and_jacobian(net, theta, X)
+    ref = -jnp.linalg.pinv(D) @ af.grad_x_cost(x, Y)
+    for method in ("dense", "structured"):
+        u, info = adapted_step_direction(net, theta, X, Y, flow="adapted-under", method=method)
+        assert bool(info.fallback) and _rel(u, ref) <= 1e-10, (method, _rel(u, ref))
+    assert adapted_step_direction(net, theta, X, Y, flow="adapted-under", method="dense")[1].fallback_rtol == \
+        pytest.approx(theta.size * np.finfo(float).eps)
+
+
+def test_iterative_solvers_report_non_convergence():
+    net, theta, X, Y = _problem((3, 12, 12, 2), 5, "tanh", 0)
+    for flow in ("adapted", "least-squares"):
+        info = adapted_step_direction(net, theta, X, Y, flow=flow, method="matrix-free", cg_maxiter=2)[1]
+        assert not bool(info.converged) and int(info.iterations) == 2, flow
+        info = adapted_step_direction(net, theta, X, Y, flow=flow, method="matrix-free")[1]
+        assert bool(info.converged), flow
+
+
+def test_zero_gradient_gives_zero_direction_and_residual():
+    net, theta, X, _ = _problem((3, 12, 2), 4, "tanh", 0)
+    Y = net(theta, X).reshape(4, 2)                       # x = y: ∇ₓC = 0
+    for method in ("dense", "structured", "matrix-free"):
+        u, info = adapted_step_direction(net, theta, X, Y, method=method)
+        assert float(jnp.linalg.norm(u)) == 0.0 and float(info.residual) == 0.0, method

@@ -101,7 +101,8 @@ def _kernel_rank_lost(output_map, theta, X, rank_rtol):
     G = mlp_outputs_and_ntk(output_map, theta, X)[1]
     n, K = G.shape[0], theta.shape[0]
     if K < n:
-        return _kernel_rank_ratio(output_map, theta, X) < rank_rtol
+        lam = jnp.linalg.eigvalsh(G)
+        return jnp.sqrt(jnp.maximum(lam[-K], 0.0) / lam[-1]) < rank_rtol
 
     def power(_, v):
         w = G @ v

@@ -53,13 +53,23 @@ class DirectionInfo(NamedTuple):
     Attributes:
         method: the method used (``"auto"`` resolved).
         reason: why that method (``"auto"``'s choice, or ``"requested"``).
-        fallback: whether the solve left its fast path — the Cholesky of (1.30) fell
-            back to the eigendecomposition pseudo-inverse (λ_min/λ_max ≤ `fallback_rtol`
-            or a non-finite factor), or the kernel of (5.2) showed rank D < K.
-        fallback_rtol: the λ_min/λ_max threshold that decision used.
+        fallback: whether a direct solve left its fast path: a Cholesky factor (of D Dᵀ
+            for (1.30), of DᵀD for dense (5.2)) that was non-finite or whose squared
+            pivots had min/max ≤ `fallback_rtol`, so the eigendecomposition pseudo-
+            inverse was used; or, for structured (5.2), a K-th eigenvalue of D Dᵀ at the
+            kernel's rounding floor (rank D < K: the answer is then the minimum-norm one).
+            The pivot test is not a λ_min/λ_max test: λ_min ≤ min pivot², so a λ ratio
+            somewhat below the threshold can pass, and the refinement step then limits
+            the error.  Always False for matrix-free (see `converged`).
+        fallback_rtol: the threshold that decision used (NaN where there is none).
+        converged: for matrix-free, whether CG's recursive residual met `cg_tol` within
+            `cg_maxiter`, or LSMR ended successfully (not at `cg_maxiter` or at its
+            conditioning limit); True for dense and structured.
         iterations: CG or LSMR iterations (0 for dense and structured).
-        residual: relative residual: |D Dᵀα − ∇ₓC|/|∇ₓC| for (1.30); the normal-equation
-            residual |Dᵀ(D u + ∇ₓC)|/|Dᵀ∇ₓC| for (5.2) and (4.6).
+        residual: the true relative residual (CG stops on its recursive one, which can
+            drift below it by ~QN·κ·eps): |D Dᵀα − ∇ₓC|/|∇ₓC| for (1.30); the normal-
+            equation residual |Dᵀ(D u + ∇ₓC)|/|Dᵀ∇ₓC| for (5.2) and (4.6); 0 when
+            ∇ₓC = 0.
         rank: the rank used (QN for (1.30); eigenvalues kept for structured (5.2), (4.6);
             −1 where not computed).
     """
@@ -68,6 +78,7 @@ class DirectionInfo(NamedTuple):
     reason: str
     fallback: jax.Array
     fallback_rtol: float
+    converged: jax.Array
     iterations: jax.Array
     residual: jax.Array
     rank: jax.Array
@@ -101,7 +112,10 @@ def _forward_and_errors(output_map, theta, X):
 
 
 def _hidden_errors(hs, dsig, layers):
-    """Yield (ℓ, δ_ℓ) for the hidden layers, last first; δ_ℓ has shape (N, Q, M_ℓ)."""
+    """Yield (ℓ, δ_ℓ) for the hidden layers, last first; δ_ℓ has shape (N, Q, M_ℓ).
+    Nothing for an MLP with no hidden layer (widths (M, Q)): its kernel is the output block."""
+    if not dsig:
+        return
     delta = layers[-1][0][None, :, :] * dsig[-1][:, None, :]          # δ_L(j, q) = W_out[q] ⊙ σ′(z_L(j))
     for l in range(len(layers) - 2, -1, -1):
         yield l, delta
@@ -151,7 +165,7 @@ def _vjp_jvp(output_map, theta, X):
 
 
 def _cg(matvec, b, precond, tol, maxiter):
-    """Preconditioned conjugate gradients for SPD `matvec`; returns (x, iterations)."""
+    """Preconditioned conjugate gradients for SPD `matvec`; returns (x, iterations, converged)."""
 
     def body(state):
         x, r, z, p, rz, k = state
@@ -167,7 +181,7 @@ def _cg(matvec, b, precond, tol, maxiter):
 
     z0 = precond(b)
     x, r, _, _, _, k = jax.lax.while_loop(cond, body, (jnp.zeros_like(b), b, z0, z0, jnp.dot(b, z0), 0))
-    return x, k
+    return x, k, jnp.linalg.norm(r) <= tol * jnp.linalg.norm(b)
 
 
 def nystrom_preconditioner(matmat, n: int, rank: int, key, dtype=jnp.float64):
@@ -218,12 +232,17 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
             rank K; ``"least-squares"`` (4.6), any rank, singular values ≤
             `pinv_rtol`·σ_max treated as zero.
         method: ``"auto"``, ``"dense"``, ``"structured"`` or ``"matrix-free"``.  Auto
-            takes structured for `adaptedflow.mlp` maps when it is both faster and
-            correct (K ≥ QN, and for (4.6) `pinv_rtol` ≥ 10·`kernel_rank_floor`), else
-            dense; `info.reason` says which held.
-        cg_tol: relative residual at which CG (1.30) or LSMR (5.2), (4.6) stop; the
-            direction's relative error is then about κ·`cg_tol` (κ the condition number
-            of the inverted part of D, or of D Dᵀ for CG), so tighten it for ill-conditioned D.
+            takes structured for `adaptedflow.mlp` maps when the kernel is correct and no
+            larger than D (K ≥ QN, not (5.2), and for (4.6) `pinv_rtol` ≥
+            10·`kernel_rank_floor`), else dense; `info.reason` says which held.  It does
+            not time anything: matrix-free is never chosen automatically.
+        cg_tol: relative (recursive) residual at which CG (1.30) stops, and LSMR's
+            rtol = atol (5.2), (4.6); the direction's relative error is then about
+            κ·`cg_tol` (κ the condition number of the inverted part of D, or of D Dᵀ for
+            CG) when the solver converged (`info.converged`), so tighten it for
+            ill-conditioned D.  Matrix-free (4.6) applies no singular-value cut-off:
+            LSMR's conditioning limit is set to 1/`pinv_rtol`, and hitting it is
+            reported as `info.converged = False`, not truncated.
         cg_maxiter: the most iterations; `info.iterations` reports those taken.
         precondition: for CG: ``"nystrom"`` (rank-`nystrom_rank` randomized Nyström),
             ``"jacobi"`` (the kernel's diagonal) or ``"none"``.
@@ -252,10 +271,15 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
     method, reason = choose_method(output_map, flow, method, K, QN, rtol)
     static = (output_map, flow, method, float(cg_tol), int(cg_maxiter), precondition,
               max(1, min(int(nystrom_rank), QN - 1)), rtol)
-    u, fb, iters, res, rank = _direction_jit(*static, theta, X, Y)
-    frtol = default_fallback_rtol(QN) if flow == "adapted" else (rtol**2 if flow == "least-squares" else QN * _EPS)
-    return u, DirectionInfo(method=method, reason=reason, fallback=fb, fallback_rtol=frtol, iterations=iters,
-                            residual=res, rank=rank)
+    u, fb, conv, iters, res, rank = _direction_jit(*static, theta, X, Y)
+    if method == "matrix-free" or flow == "least-squares":
+        frtol = float("nan")
+    elif flow == "adapted":
+        frtol = default_fallback_rtol(QN)
+    else:                                        # (5.2): DᵀD is K×K (dense); the kernel's floor (structured)
+        frtol = default_fallback_rtol(K) if method == "dense" else QN * _EPS
+    return u, DirectionInfo(method=method, reason=reason, fallback=fb, fallback_rtol=frtol, converged=conv,
+                            iterations=iters, residual=res, rank=rank)
 
 
 def choose_method(output_map, flow: str, method: str, K: int, QN: int, pinv_rtol: float) -> tuple[str, str]:
@@ -280,7 +304,7 @@ def choose_method(output_map, flow: str, method: str, K: int, QN: int, pinv_rtol
     if not structured_ok:
         return "dense", "not an adaptedflow.mlp: no layer-wise kernel"
     if flow == "adapted-under" or K < QN:
-        return "dense", f"K = {K} < QN = {QN}: D ({QN}×{K}) is smaller than the kernel ({QN}×{QN})"
+        return "dense", f"K = {K} ≤ QN = {QN}: D ({QN}×{K}) is no larger than the kernel ({QN}×{QN})"
     if flow == "least-squares" and pinv_rtol < floor:
         return "dense", (f"pinv_rtol = {pinv_rtol:.1e} is below what the kernel resolves "
                          f"(10·sqrt(QN·eps) = {floor:.1e}): SVD of D")
@@ -295,21 +319,31 @@ def _kernel_pinv(G, keep):
     return (lambda b: V @ (inv * (V.T @ b))), keep, lam
 
 
+def _ratio(num, den):
+    """num/den, and 0 where den = 0 (∇ₓC = 0: nothing to solve, u = 0)."""
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+
 def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, nystrom_rank, pinv_rtol,
                     theta, X, Y):
-    """(u, fallback, iterations, residual, rank) for one static configuration."""
+    """(u, fallback, converged, iterations, residual, rank) for one static configuration."""
     QN, K = Y.size, theta.shape[0]
-    zero, no = jnp.zeros((), jnp.int32), jnp.zeros((), bool)
+    zero, no, yes = jnp.zeros((), jnp.int32), jnp.zeros((), bool), jnp.ones((), bool)
+    full = jnp.asarray(QN, jnp.int32)
     if method == "dense":
         x, D = outputs_and_jacobian(output_map, theta, X)
         g = grad_x_cost(x, Y)
         if flow == "adapted":
             alpha, fb = gram_solve(D, g)
-            res = jnp.linalg.norm(D @ (D.T @ alpha) - g) / jnp.linalg.norm(g)
-            return -D.T @ alpha, fb, zero, res, jnp.asarray(QN, jnp.int32)
-        u = dense_direction(flow, D, g, rank_rtol=pinv_rtol)
-        res = jnp.linalg.norm(D.T @ (D @ u + g)) / jnp.linalg.norm(D.T @ g)
-        return u, no, zero, res, -jnp.ones((), jnp.int32)
+            res = _ratio(jnp.linalg.norm(D @ (D.T @ alpha) - g), jnp.linalg.norm(g))
+            return -D.T @ alpha, fb, yes, zero, res, full
+        if flow == "adapted-under":                  # (DᵀD)⁻¹Dᵀ∇ₓC, as `flows.adapted_under_direction`
+            alpha, fb = gram_solve(D.T, D.T @ g)
+            u = -alpha
+        else:
+            u, fb = dense_direction(flow, D, g, rank_rtol=pinv_rtol), no
+        res = _ratio(jnp.linalg.norm(D.T @ (D @ u + g)), jnp.linalg.norm(D.T @ g))
+        return u, fb, yes, zero, res, -jnp.ones((), jnp.int32)
     x, Dt, Dv = _vjp_jvp(output_map, theta, X)
     g = grad_x_cost(x, Y)
     Kmv = lambda a: Dv(Dt(a))                                          # a ↦ D Dᵀ a
@@ -318,28 +352,31 @@ def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, 
             G = mlp_outputs_and_ntk(output_map, theta, X)[1]
             if flow == "least-squares":
                 cut = lambda lam: lam > pinv_rtol**2 * lam[-1]
-            else:                                                      # rank K: the K largest eigenvalues
-                cut = lambda lam: jnp.arange(QN) >= QN - K
+            else:   # rank K: the K largest eigenvalues, those above the kernel's rounding floor
+                cut = lambda lam: (jnp.arange(QN) >= QN - K) & (lam > QN * _EPS * lam[-1])
             pinv, keep, lam = _kernel_pinv(G, cut)
             alpha = pinv(g)
             alpha = alpha + pinv(g - Kmv(alpha))      # one refinement step, residual through D itself
             u = -Dt(alpha)
-            # (5.2) needs rank D = K: the K-th largest eigenvalue must stand above the
-            # kernel's rounding floor QN·eps·λ_max, else the pseudo-inverse is of noise.
+            # (5.2) needs rank D = K: a K-th largest eigenvalue at the floor means it is lost
             fb = (lam[QN - K] <= QN * _EPS * lam[-1]) if flow == "adapted-under" else no
-            iters, rank = zero, jnp.sum(keep).astype(jnp.int32)
+            conv, iters, rank = yes, zero, jnp.sum(keep).astype(jnp.int32)
         else:
             import lineax as lx
 
+            conlim = 1.0 / pinv_rtol if flow == "least-squares" else 1.0 / _EPS
             op = lx.FunctionLinearOperator(Dv, jax.eval_shape(lambda: theta))
-            sol = lx.linear_solve(op, -g, lx.LSMR(rtol=cg_tol, atol=cg_tol, max_steps=cg_maxiter), throw=False)
-            u, fb, iters, rank = sol.value, no, sol.stats["num_steps"].astype(jnp.int32), -jnp.ones((), jnp.int32)
-        res = jnp.linalg.norm(Dt(Dv(u) + g)) / jnp.linalg.norm(Dt(g))
-        return u, fb, iters, res, rank
+            solver = lx.LSMR(rtol=cg_tol, atol=cg_tol, max_steps=cg_maxiter, conlim=conlim)
+            sol = lx.linear_solve(op, -g, solver, throw=False)
+            u, fb, rank = sol.value, no, -jnp.ones((), jnp.int32)
+            conv = sol.result == lx.RESULTS.successful
+            iters = sol.stats["num_steps"].astype(jnp.int32)
+        res = _ratio(jnp.linalg.norm(Dt(Dv(u) + g)), jnp.linalg.norm(Dt(g)))
+        return u, fb, conv, iters, res, rank
     if method == "structured":
         G = mlp_outputs_and_ntk(output_map, theta, X)[1]
         alpha, fb = gram_matrix_solve(G, g, Kmv)
-        iters = zero
+        conv, iters = yes, zero
     else:
         if precondition == "nystrom":
             matmat = lambda B: jax.vmap(Kmv, in_axes=1, out_axes=1)(B)
@@ -352,10 +389,10 @@ def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, 
             apply = lambda r: r / diag
         else:
             apply = lambda r: r
-        alpha, iters = _cg(Kmv, g, apply, cg_tol, cg_maxiter)
+        alpha, iters, conv = _cg(Kmv, g, apply, cg_tol, cg_maxiter)
         fb = no
-    res = jnp.linalg.norm(Kmv(alpha) - g) / jnp.linalg.norm(g)
-    return -Dt(alpha), fb, iters, res, jnp.asarray(QN, jnp.int32)
+    res = _ratio(jnp.linalg.norm(Kmv(alpha) - g), jnp.linalg.norm(g))
+    return -Dt(alpha), fb, conv, iters, res, full
 
 
 _direction_jit = jax.jit(_direction_impl, static_argnums=tuple(range(8)))
@@ -370,7 +407,8 @@ def direction_flops(widths, N: int) -> dict[str, float]:
       D Dᵀ (2·QN²·K) and the Cholesky factor (QN³/3);
     * structured: the layer-wise kernel — per hidden layer δδᵀ (2·QN²·M_ℓ) and h hᵀ
       (2·N²·M_{ℓ−1}), for the output layer h_L h_Lᵀ only (its δ is e_q) — the back-
-      propagated errors (≈ 2·QN·Σ_ℓ M_ℓ M_{ℓ+1}), the same Cholesky, one VJP (≈ 4NK);
+      propagated errors (QN·M_L + 2·QN·Σ_ℓ M_ℓ M_{ℓ+1} over consecutive hidden layers),
+      the same Cholesky, one VJP (≈ 4NK);
     * one standard gradient: ≈ 6NK (forward and backward pass).
 
     Returns:
@@ -387,7 +425,8 @@ def direction_flops(widths, N: int) -> dict[str, float]:
     dense = QN * 4 * N * K + gram_dense + chol
     kernel = sum(2 * QN**2 * m_out + 2 * N**2 * m_in for m_in, m_out in zip(widths[:-2], widths[1:-1]))
     kernel += 2 * N**2 * widths[-2]
-    backprop = 2 * QN * sum(a * b for a, b in zip(widths[1:-1], widths[2:]))
+    hidden = widths[1:-1]        # δ_L = W_out[q] ⊙ σ′ (QN·M_L), then one product per pair of hidden layers
+    backprop = (QN * hidden[-1] if hidden else 0) + 2 * QN * sum(a * b for a, b in zip(hidden[:-1], hidden[1:]))
     return {"dense": float(dense), "structured": float(kernel + backprop + chol + 4 * N * K),
             "gram_dense": float(gram_dense), "kernel": float(kernel), "cholesky": float(chol),
             "gradient": float(6 * N * K), "K": K, "QN": QN}

@@ -28,8 +28,10 @@ def numerical_rank(D: jax.Array, rtol: float | None = None) -> int:
 
 
 def default_fallback_rtol(n: int) -> float:
-    r"""The default threshold n·eps on λ_min/λ_max (squared Cholesky pivots) below which a
-    Gram solve falls back to the eigendecomposition pseudo-inverse."""
+    r"""The default threshold n·eps on the min/max ratio of squared Cholesky pivots below
+    which a Gram solve falls back to the eigendecomposition pseudo-inverse.  The pivots
+    bound λ_min from above (λ_min ≤ min pivot²), so this detects near-singularity only
+    when it shows in the pivots; the refinement step limits the error otherwise."""
     return n * float(jnp.finfo(jnp.float64).eps)
 
 

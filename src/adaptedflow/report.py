@@ -126,8 +126,14 @@ table.af-claims {{ font-size: 0.85em; border-collapse: collapse; }}
 table.af-claims td, table.af-claims th {{ border: 1px solid #ccc; padding: 0.3em 0.5em; vertical-align: top; }}
 table.af-claims tr.af-none td {{ color: #777; }}
 table.af-claims tr.af-fail td {{ background: #fdd; }}
+/* seven columns: this page alone takes the full window width, and scrolls sideways if narrower */
+.bd-page-width {{ max-width: 100% !important; }}
+.bd-article-container {{ max-width: 100% !important; }}
+div.af-claims-scroll {{ overflow-x: auto; }}
 </style>
+<div class="af-claims-scroll">
 {table}
+</div>
 ```
 """
 
