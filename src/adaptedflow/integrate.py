@@ -77,16 +77,6 @@ def _extreme_singular_values(output_map, theta, X):
     return s[-1], s[0]
 
 
-def _kernel_rank_ratio(output_map, theta, X):
-    """σ_min(D)/σ_max(D) from the eigenvalues of the structured kernel D Dᵀ (no D formed).
-
-    σ_min is the min(QN, K)-th largest singular value (the rank (1.30) or (5.2) needs).
-    Resolves ratios down to about sqrt(QN·eps) (the kernel squares the condition number)."""
-    lam = jnp.linalg.eigvalsh(mlp_outputs_and_ntk(output_map, theta, X)[1])
-    r = min(lam.shape[0], theta.shape[0])
-    return jnp.sqrt(jnp.maximum(lam[-r], 0.0) / lam[-1])
-
-
 def _kernel_rank_lost(output_map, theta, X, rank_rtol):
     """Whether σ_min(D)/σ_max(D) < `rank_rtol`, from one Cholesky of the shifted kernel.
 
