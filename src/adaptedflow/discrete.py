@@ -34,8 +34,8 @@ import numpy as np
 from ._checks import as_float64, require_shape, validate_data
 from .cost import cost, outputs_and_jacobian
 from .flows import adapted_direction
-from .kernels import _vjp_jvp, is_structured, mlp_outputs_and_ntk
-from .linalg import gram_matrix_solve, gram_solve
+from .kernels import _vjp_jvp, is_structured, structured_gram_solve
+from .linalg import gram_solve
 
 #: The methods `descent` runs, with the update each implements.
 METHODS = {
@@ -249,12 +249,7 @@ def _compiled_run(method: str, output_map, n_steps: int, damped: bool):
         def update(theta, state, X, Y, h, lam):      # layer-wise kernel: no D (`kernels`)
             x, Dt, Dv = _vjp_jvp(output_map, theta, X)
             g = (x - Y.reshape(-1)) / Y.shape[0]
-            G = mlp_outputs_and_ntk(output_map, theta, X)[1]
-            if damped:                                # D Dᵀ + λ1, the Gram matrix of [D, √λ·1]
-                G = G + lam * jnp.eye(G.shape[0], dtype=G.dtype)
-                alpha, _ = gram_matrix_solve(G, g, lambda a: Dv(Dt(a)) + lam * a)
-            else:
-                alpha, _ = gram_matrix_solve(G, g, lambda a: Dv(Dt(a)))
+            alpha, _ = structured_gram_solve(output_map, theta, X, g, Dt, Dv, lam if damped else None)
             return theta - h * Dt(alpha), state, cost(x, Y)
         init_state = lambda theta, step: ()
     elif method == "adapted":
