@@ -11,11 +11,15 @@ STAMP  := $(VENV)/.installed
 # multi-threaded OpenBLAS made small Cholesky factorisations 30-500x slower.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: book book-full test unit lab install clean help
+.PHONY: book book-full seeds seeds-full test unit lab install clean help
+SEEDS ?= 0-19
+FULL_SEEDS ?= 0-3
 
 help:
 	@echo "make book       execute every chapter (fast parameters) and build _build/html"
 	@echo "make book-full  the same at the publication parameters"
+	@echo "make seeds      every chapter at seeds $(SEEDS) (fast): worst margin per claim (not part of make test)"
+	@echo "make seeds-full every chapter at seeds $(FULL_SEEDS) at the publication parameters"
 	@echo "make test       unit tests + every chapter via papermill + strict HTML build"
 	@echo "make unit       unit tests only"
 	@echo "make lab        JupyterLab on book/ with the project's kernel (installed on first use)"
@@ -36,6 +40,12 @@ book: $(STAMP)
 
 book-full: $(STAMP)
 	$(PY) -m adaptedflow.book --full
+
+seeds: $(STAMP)
+	$(PY) -m adaptedflow.book --seeds $(SEEDS)
+
+seeds-full: $(STAMP)
+	$(PY) -m adaptedflow.book --full --seeds $(FULL_SEEDS)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -109,3 +109,22 @@ def test_structured_rank_event_agrees_with_the_svd_of_D(dist):
         if 0.5 < ratio / rtol < 2:
             continue
         assert bool(_kernel_rank_lost(net, theta, X, rtol)) == bool(ratio < rtol), (dist, rtol, ratio)
+
+
+def test_integrate_until_stops_at_its_test_and_reports_slow_orbits(rng):
+    """The comparison model x(s) = y + e^{−s/N}(x0 − y): |x − y| ≤ tol first holds at
+    s = N log(|x0 − y|/tol); segments double from s_first, so the stop lies in one segment."""
+    X = jnp.zeros((4, 1))
+    Y = jnp.asarray(rng.normal(size=(4, 2)))
+    x0 = jnp.asarray(rng.normal(size=8))
+    tol = 1e-6 * float(np.linalg.norm(x0 - Y.ravel()))
+    test = lambda th: float(np.linalg.norm(th - np.asarray(Y).ravel())) <= tol
+    o = af.integrate_until("standard", af.identity_map, x0, X, Y, converged=test, s_first=1.0, s_max=1e4)
+    s_hit = 4 * np.log(1e6)                                   # N = 4
+    assert o.stop == "converged" and s_hit <= o.s_end <= 2 * s_hit + 1
+    np.testing.assert_allclose(o.x, af.comparison_outputs(x0, Y, o.s), rtol=1e-9, atol=1e-11)
+    assert np.all(np.diff(o.s) > 0)
+    slow = af.integrate_until("standard", af.identity_map, x0, X, Y, converged=test, s_first=1.0, s_max=10.0)
+    assert slow.stop == "s_max" and slow.s_end == pytest.approx(10.0)
+    with pytest.raises(ValueError):
+        af.integrate_until("standard", af.identity_map, x0, X, Y, converged=test, s_first=5.0, s_max=1.0)

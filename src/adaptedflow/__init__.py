@@ -9,7 +9,13 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from ._checks import RankLossError as RankLossError  # noqa: E402
-from .claims import ClaimFailed as ClaimFailed, check as check, checker as checker  # noqa: E402
+from .claims import (  # noqa: E402
+    ClaimFailed as ClaimFailed,
+    check as check,
+    check_frequency as check_frequency,
+    checker as checker,
+    clopper_pearson as clopper_pearson,
+)
 from .comparison import (  # noqa: E402
     comparison_cost as comparison_cost,
     comparison_outputs as comparison_outputs,
@@ -36,6 +42,9 @@ from .integrate import (  # noqa: E402
     first_passage_time as first_passage_time,
     first_passage_times as first_passage_times,
     integrate_flow as integrate_flow,
+    integrate_until as integrate_until,
+    output_error_budget as output_error_budget,
+    cost_error_budget as cost_error_budget,
 )
 from .linalg import (  # noqa: E402
     gram_solve as gram_solve,
@@ -61,9 +70,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClaimFailed", "FLOWS", "adapted_step_direction", "critical", "discrete", "geometry", "kernels", "rank", "regimes", "trapping", "Orbit", "RankLossError", "adapted_direction", "adapted_under_direction",
-    "check", "checker", "comparison_cost", "comparison_outputs", "cost", "direction",
+    "check", "check_frequency", "checker", "clopper_pearson", "comparison_cost", "comparison_outputs", "cost", "direction",
     "first_passage_time", "first_passage_times", "gaussian_clusters", "grad_x_cost", "gram_solve", "identity_map",
-    "init_params", "integrate_flow", "jacobian", "least_squares_direction", "mlp", "ntk_gram",
+    "init_params", "integrate_flow", "integrate_until", "output_error_budget", "cost_error_budget", "jacobian", "least_squares_direction", "mlp", "ntk_gram",
     "num_params", "numerical_rank", "one_hot_labels", "outputs_and_jacobian", "parameter_velocity",
     "pinv_solve", "singular_values", "stacked_targets", "standard_direction", "stopping_time",
 ]

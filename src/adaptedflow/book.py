@@ -7,6 +7,8 @@ Usage (from the project root; `make book` calls it)::
     python -m adaptedflow.book --only 02_exponential_rate
     python -m adaptedflow.book --no-html       # execute only
     python -m adaptedflow.book --param seed=3  # override a parameter of every chapter
+    python -m adaptedflow.book --seeds 0-19    # every chapter at seeds 0..19, margin table
+    python -m adaptedflow.book --seeds-report  # the margin table of the stored seed runs
 
 Steps:
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -106,7 +109,7 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _stage(root: Path, stage: Path) -> None:
+def _stage(root: Path, stage: Path, *, mathjax: bool = True) -> None:
     stage.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, stage / name)
@@ -114,7 +117,8 @@ def _stage(root: Path, stage: Path) -> None:
         if (root / extra).exists():
             shutil.copy2(root / extra, stage / extra)
     (stage / "_static").mkdir(exist_ok=True)
-    _stage_mathjax(stage / "_extra")
+    if mathjax:
+        _stage_mathjax(stage / "_extra")
     src = root / "book"
     for path in src.rglob("*"):
         rel = path.relative_to(src)
@@ -204,13 +208,15 @@ def _hide_injected(executed: Path) -> None:
 
 
 def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout: int,
-                overrides: dict | None = None) -> dict:
-    """Execute one chapter with papermill into the stage; return its summary row."""
+                overrides: dict | None = None, claims: Path | None = None) -> dict:
+    """Execute one chapter with papermill into the stage; return its summary row.
+
+    Its claim records go to `claims` (default `_build/claims`)."""
     name = chapter_name(entry)
     src = root / f"{entry}.ipynb"
     out = stage / f"{entry}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    claims = root / "_build" / "claims"
+    claims = claims or root / "_build" / "claims"
     clear_chapter(name, claims)
     params = dict(full_parameters(src), mode="full") if full else {}
     params.update(overrides or {})
@@ -250,6 +256,104 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
             "parameters": params, "detail": detail}
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"0-19"`` → 0..19; ``"0,3,7-9"`` → [0, 3, 7, 8, 9]."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        a, sep, b = part.strip().partition("-")
+        if not a.isdigit() or (sep and not b.isdigit()):
+            raise ValueError(f"--seeds takes a list of seeds and ranges such as 0-19 or 0,3,7-9; got {text!r}")
+        seeds += list(range(int(a), int(b) + 1)) if sep else [int(a)]
+    if not seeds:
+        raise ValueError(f"--seeds names no seed: {text!r}")
+    return sorted(set(seeds))
+
+
+def seeds_dir(root: Path, full: bool) -> Path:
+    """Where seed sweeps keep their runs: `_build/seeds/<fast|full>/seed-<s>/{stage,claims}`."""
+    return root / "_build" / "seeds" / ("full" if full else "fast")
+
+
+def run_seeds(root: Path, entries: list[str], seeds: list[int], *, full: bool, jobs: int, cell_timeout: int,
+              overrides: dict) -> list[dict]:
+    """Execute every chapter of `entries` at every seed, each (seed, chapter) in its own
+    stage and claims folder; return the execution rows (with their seed)."""
+    base = seeds_dir(root, full)
+    tasks = []
+    for seed in seeds:
+        stage = base / f"seed-{seed}" / "stage"
+        _stage(root, stage, mathjax=False)
+        tasks += [(seed, e) for e in entries]
+
+    def one(task):
+        seed, entry = task
+        d = base / f"seed-{seed}"
+        row = run_chapter(root, d / "stage", entry, full=full, cell_timeout=cell_timeout,
+                          overrides={**overrides, "seed": seed}, claims=d / "claims")
+        row["seed"] = seed
+        print(f"  seed {seed:<4} {row['chapter']:<28} {'ok' if row['ok'] else 'FAILED':<7} {row['seconds']:7.1f} s",
+              flush=True)
+        if row["detail"]:
+            print(f"seed {seed}, chapter {row['chapter']} FAILED\n{row['detail']}\n", flush=True)
+        return row
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, tasks))
+
+
+def seed_table(root: Path, full: bool, chapters: list[str] | None = None) -> tuple[list[dict], str]:
+    """Per claim, the worst margin over the stored seed runs, and the seeds where it failed.
+
+    Returns (rows, text): rows as dicts (chapter, id, part, kind, seeds, worst margin, the
+    seed of the worst, its measured value and tolerance, failed seeds, the spread
+    max − min of the measured value), and a plain-text table.  A counterexample whose
+    measured value is not the same at every seed is reported as a failure: it is a
+    fixed instance, bit-identical for every reader.
+    A claim missing at a seed where its chapter ran counts as failed there (the chapter
+    stopped before it)."""
+    from .claims import margin
+
+    base = seeds_dir(root, full)
+    rows: dict[tuple, dict] = {}
+    ran: dict[str, set[int]] = {}
+    for d in sorted(base.glob("seed-*")):
+        seed = int(d.name.split("-", 1)[1])
+        for rec in collect(d / "claims"):
+            if chapters and rec["chapter"] not in chapters:
+                continue
+            ran.setdefault(rec["chapter"], set()).add(seed)
+            key = (rec["chapter"], rec["id"], rec["part"])
+            row = rows.setdefault(key, {"chapter": key[0], "id": key[1], "part": key[2], "kind": rec.get("kind", "?"),
+                                        "seeds": [], "worst": -math.inf, "failed": [], "values": []})
+            m = margin(rec)
+            row["seeds"].append(seed)
+            row["values"].append(rec["measured"])
+            if not rec["passed"]:
+                row["failed"].append(seed)
+            if m > row["worst"]:
+                row.update(worst=m, worst_seed=seed, measured=rec["measured"], tolerance=rec["tolerance"],
+                           relation=rec["relation"])
+    for row in rows.values():
+        missing = sorted(ran.get(row["chapter"], set()) - set(row["seeds"]))
+        row["missing"] = missing
+        vals = [v for v in row["values"] if isinstance(v, (int, float))]
+        row["spread"] = (max(vals) - min(vals)) if vals else math.nan
+    out = sorted(rows.values(), key=lambda r: (r["chapter"], r["id"], r["part"]))
+    head = f"{'chapter':<22} {'claim (part)':<52} {'kind':<14} {'seeds':>5} {'worst margin':>12} {'at seed':>7}  failed"
+    lines = [head, "-" * len(head)]
+    for r in out:
+        bad = r["failed"] + [f"{s} (missing)" for s in r["missing"]]
+        if r["kind"] == "counterexample" and r["spread"] != 0:
+            bad.append(f"counterexample varies with the seed by {r['spread']:.3g}")
+        flag = " !" if r["worst"] > 0.5 else ""
+        lines.append(f"{r['chapter'][:22]:<22} {(r['id'] + ' (' + r['part'] + ')')[:52]:<52} {r['kind']:<14} "
+                     f"{len(r['seeds']):>5} {r['worst']:>12.3g} {r.get('worst_seed', ''):>7}  "
+                     f"{', '.join(map(str, bad)) or '-'}{flag}")
+    n_fail = sum(1 for r in out if r["failed"] or r["missing"] or (r["kind"] == "counterexample" and r["spread"] != 0))
+    lines.append(f"{len(out)} claims; {n_fail} failed at some seed; '!' marks a worst margin above 0.5")
+    return out, "\n".join(lines)
+
+
 def build_html(root: Path, stage: Path) -> int:
     """Strict Jupyter Book build of the staged book into `_build/html`."""
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage),
@@ -275,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"chapters executed at once (default: one per core, at most 4; here {default_jobs()}); "
                              "chapters that report timings run alone after the others")
     parser.add_argument("--cell-timeout", type=int, default=900, help="seconds a cell may run (default 900)")
+    parser.add_argument("--seeds", metavar="LIST",
+                        help="run the selected chapters at each of these seeds (e.g. 0-19 or 0,3,7-9), "
+                             "no HTML, and print per claim the worst margin over the seeds")
+    parser.add_argument("--seeds-report", action="store_true",
+                        help="print the margin table of the seed runs stored under _build/seeds and exit")
     parser.add_argument("--root", type=Path, default=None, help="project root (default: found from cwd)")
     args = parser.parse_args(argv)
 
@@ -302,6 +411,36 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(known)}")
     if args.jobs < 1 or args.cell_timeout < 1:
         parser.error("--jobs and --cell-timeout must be positive integers")
+
+    if args.seeds_report or args.seeds:
+        if "seed" in overrides:
+            parser.error("--seeds sets the seed; do not also pass --param seed=...")
+        mode = "full" if args.full else "fast"
+        if args.seeds:
+            try:
+                seeds = parse_seeds(args.seeds)
+            except ValueError as exc:
+                parser.error(str(exc))
+            print(f"executing {len(selected)} chapter(s) at {mode} parameters at seeds {args.seeds}", flush=True)
+            t0 = time.perf_counter()
+            rows = run_seeds(root, selected, seeds, full=args.full, jobs=args.jobs, cell_timeout=args.cell_timeout,
+                             overrides=overrides)
+            times: dict[str, list[float]] = {}
+            for r in rows:
+                times.setdefault(r["chapter"], []).append(r["seconds"])
+            print(f"\nwall time {time.perf_counter() - t0:.0f} s; per chapter, median seconds over seeds:")
+            for name, ts in times.items():
+                print(f"  {name:<28} {sorted(ts)[len(ts) // 2]:7.1f}")
+        chosen = [chapter_name(e) for e in selected] if args.only else None
+        table_rows, text = seed_table(root, args.full, chosen)
+        print(f"\nclaims over the stored {mode} seed runs (margin: measured/tolerance, or tolerance/measured "
+              f"for '>='; above 1 fails)\n" + text)
+        out = seeds_dir(root, args.full)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "margins.json").write_text(json.dumps(table_rows, indent=1, default=str) + "\n")
+        (out / "margins.txt").write_text(text + "\n")
+        return 1 if any(r["failed"] or r["missing"] or (r["kind"] == "counterexample" and r["spread"] != 0)
+                        for r in table_rows) else 0
 
     stage = root / "_build" / "stage"
     _stage(root, stage)

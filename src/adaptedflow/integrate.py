@@ -373,3 +373,97 @@ def first_passage_time(flow: str, output_map, theta0, X, Y, eps: float, *, s1: f
         ValueError: ε ≤ 0, or ε ≥ C(0) (then s_*(ε) = 0 by (2.21): nothing to measure).
     """
     return float(first_passage_times(flow, output_map, theta0, X, Y, [eps], s1=s1, **kwargs)[0])
+
+
+def integrate_until(flow: str, output_map, theta0, X, Y, *, converged, s_first: float, s_max: float,
+                    n_save: int = 101, **kwargs) -> Orbit:
+    r"""Integrate a flow until a stated stopping test holds, or until `s_max`.
+
+    A *convergence* claim runs to a test, never for a fixed horizon: the orbit is solved
+    on [0, s_first], then on segments that double in length ([s_first, 3 s_first], …),
+    and after each segment `converged(theta)` is evaluated at its end point.  The flows
+    are autonomous, so restarting a segment from its end point continues the same orbit
+    (to the integrator's tolerance).
+
+    Args:
+        flow, output_map, theta0, X, Y: as for `integrate_flow`.
+        converged: the stopping test, `converged(theta) -> bool` (e.g. |∇_θC| ≤ tol, or
+            |P_r∇ₓC| ≤ tol).
+        s_first: length of the first segment (> 0).
+        s_max: the longest time the orbit is followed; an orbit that has not passed the
+            test by then is returned with ``stop="s_max"``: reported, not raised.
+        n_save: saved points per segment.
+        **kwargs: passed to `integrate_flow` (rtol, atol, eps, rank_rtol, on_rank_loss, …).
+
+    Returns:
+        An `Orbit` over the whole time, whose `stop` is ``"converged"`` (the test held at
+        `s_end`), ``"s_max"`` (it never held), or the stop of the last segment when an
+        event ended it early (``"eps"`` or ``"rank-loss"``).  `n_steps` is summed.
+
+    Raises:
+        ValueError: s_first or s_max not positive and finite, or s_first > s_max.
+    """
+    if not (np.isfinite(s_first) and np.isfinite(s_max) and 0 < s_first <= s_max):
+        raise ValueError(f"need 0 < s_first ≤ s_max < ∞; got s_first = {s_first!r}, s_max = {s_max!r}.")
+    parts: list[Orbit] = []
+    offset, length, theta, n_steps = 0.0, float(s_first), theta0, 0
+    stop = "s_max"
+    if converged(np.asarray(theta0)):
+        length = 0.0                                   # already there: one tiny segment for the arrays
+    while True:
+        seg_len = min(length, s_max - offset) if length > 0 else min(s_first, s_max) * 1e-12
+        orbit = integrate_flow(flow, output_map, theta, X, Y, s1=seg_len, n_save=n_save, **kwargs)
+        parts.append(orbit._replace(s=orbit.s + offset))
+        n_steps += orbit.n_steps
+        offset += orbit.s_end
+        theta = orbit.theta_end
+        if orbit.stop != "s1":
+            stop = orbit.stop
+            break
+        if converged(np.asarray(theta)):
+            stop = "converged"
+            break
+        if offset >= s_max * (1 - 1e-12):
+            break
+        length *= 2.0
+    cat = lambda name: np.concatenate([getattr(parts[0], name)] + [getattr(p, name)[1:] for p in parts[1:]])
+    last = parts[-1]
+    return last._replace(s=cat("s"), theta=cat("theta"), x=cat("x"), cost=cat("cost"),
+                         sigma_min=cat("sigma_min"), sigma_max=cat("sigma_max"), s_end=offset,
+                         stop=stop, n_steps=n_steps)
+
+
+def output_error_budget(orbit: Orbit, scale: float) -> float:
+    r"""A bound on the integrator's error in the outputs along an orbit whose output
+    dynamics contracts (the comparison model (1.11), the adapted flows (1.31), (4.7)),
+    relative to `scale` (usually |x(0) − y_ω|).
+
+    The step-size controller keeps each step's error estimate e in θ at an RMS norm
+    ≤ 1 against atol + rtol·|θ|, so |e|₂ ≤ √K (atol + rtol·max|θ|).  That moves the
+    outputs by at most σ_max(D)|e|₂.  In the output layer the flow is
+    ∂_s x = −(x − y_ω)/N (or its projection), a contraction for *every* θ, so an
+    output error committed at one step does not grow later: the errors of the
+    `n_steps` steps add up at most.  Second-order terms (the change of D across a step)
+    are neglected.
+
+    Returns:
+        n_steps · max σ_max(D) · √K · (atol + rtol·max|θ|) / scale.
+    """
+    K = orbit.theta.shape[1]
+    theta_max = float(np.max(np.abs(orbit.theta)))
+    sigma = float(np.max(orbit.sigma_max))
+    return orbit.n_steps * sigma * np.sqrt(K) * (orbit.atol + orbit.rtol * theta_max) / float(scale)
+
+
+def cost_error_budget(output_error: float, floor: float) -> float:
+    r"""The relative error of C(s) implied by a relative output error τ, while
+    C ≥ floor·C(0) along the comparison decay.
+
+    With r = |x − y_ω| = |x(0) − y_ω|e^{−s/N} and an output error δ ≤ τ|x(0) − y_ω|,
+    |C/C_exact − 1| = |2⟨r, δ⟩ + |δ|²|/|r|² ≤ 2τ/ρ + τ²/ρ², ρ = |r|/|x(0) − y_ω| ≥ sqrt(floor).
+
+    Returns:
+        2τ/√floor + τ²/floor.
+    """
+    rho = np.sqrt(float(floor))
+    return 2.0 * output_error / rho + (output_error / rho) ** 2

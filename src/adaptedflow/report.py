@@ -58,13 +58,32 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else html.escape(str(v))
 
 
+#: Badge colours of the statement verdicts.
+_VERDICT_COLOURS = {
+    "reproduced": "#1a7f37",
+    "fails as written": "#cf222e",
+    "vacuous as written": "#9a6700",
+    "open question answered": "#0969da",
+    "beyond the paper": "#6e7781",
+}
+
+
+def _badge(verdict: str) -> str:
+    colour = _VERDICT_COLOURS.get(verdict, "#6e7781")
+    return (f'<span class="af-badge" style="background:{colour}">{html.escape(verdict)}</span>')
+
+
 def claims_page(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
-    """The Claims page (MyST markdown with one raw-HTML table), one row per statement.
+    """The Claims page (MyST markdown with raw HTML): definitions of the verdicts and the
+    kinds of claim, a summary with one row per statement (its verdict, its findings, how
+    its checks came out), then every check, collapsed per statement.
 
     Args:
         records: the claim records of every chapter (from `claims.collect`).
         chapter_pages: chapter name → page path relative to the Claims page (no suffix).
     """
+    from .claims import KINDS, VERDICTS
+
     by_id: dict[str, list[dict]] = {}
     for r in records:
         by_id.setdefault(r["id"], []).append(r)
@@ -73,67 +92,103 @@ def claims_page(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
     extra = sorted(set(by_id) - set(known) - {s[0] for s in beyond})
     n_checked = sum(1 for s in known if s in by_id)
     n_failed = sum(1 for r in records if not r["passed"])
-    n_hyp = sum(1 for s in known if any(r["verdict"] != "reproduced" for r in by_id.get(s, [])))
-    rows = []
+    counts: dict[str, int] = {}
+    for sid in by_id:
+        v = by_id[sid][0]["verdict"]
+        counts[v] = counts.get(v, 0) + 1
+    summary, details = [], []
     for sid, label, section, statement in [*STATEMENTS, *beyond, *[(e, e, "", "") for e in extra]]:
         recs = by_id.get(sid, [])
         if not recs:
-            rows.append(f'<tr class="af-none"><td>{html.escape(label)}<br><small>{html.escape(section)}</small></td>'
-                        f'<td>{html.escape(statement)}</td><td colspan="5"><em>not yet reproduced</em></td></tr>')
+            summary.append(f'<tr class="af-none"><td>{html.escape(label)}<br><small>{html.escape(section)}</small></td>'
+                           f'<td>{html.escape(statement)}</td><td colspan="2"><em>not yet reproduced</em></td></tr>')
             continue
-        verdicts = sorted({r["verdict"] for r in recs})
-        verdict = "needs an added hypothesis" if "needs an added hypothesis" in verdicts else "reproduced"
-        for i, r in enumerate(recs):
-            page = chapter_pages.get(r["chapter"], r["chapter"])
+        verdict = recs[0]["verdict"]
+        page = chapter_pages.get(recs[0]["chapter"], recs[0]["chapter"])
+        outcomes: dict[str, int] = {}
+        for r in recs:
+            key = f"{r.get('kind', '?')}: {r.get('outcome', 'holds' if r['passed'] else 'FAILED')}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+        checks = "; ".join(f"{n}× {html.escape(k)}" for k, n in sorted(outcomes.items()))
+        findings = [f for r in recs for f in r.get("findings", [])]
+        flist = ("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>") if findings else ""
+        bad = ' class="af-fail"' if any(not r["passed"] for r in recs) else ""
+        summary.append(
+            f'<tr{bad}><td><a href="{html.escape(page)}.html">{html.escape(label)}</a><br>'
+            f'<small>{html.escape(section)}</small></td>'
+            f'<td>{html.escape(statement or recs[0]["statement"])}{flist}</td>'
+            f'<td>{_badge(verdict)}</td><td><small>{checks}</small></td></tr>')
+        rows = []
+        for r in recs:
+            pg = chapter_pages.get(r["chapter"], r["chapter"])
             anchor = f"claim-{r['id']}-{r['part']}"
-            ok = "pass" if r["passed"] else "FAIL"
-            lead = ""
-            if i == 0:
-                span = f' rowspan="{len(recs)}"'
-                lead = (f'<td{span}>{html.escape(label)}<br><small>{html.escape(section)}</small></td>'
-                        f'<td{span}>{html.escape(statement or r["statement"])}'
-                        f'<br><strong>verdict: {html.escape(verdict)}</strong></td>')
+            result = r.get("outcome", "holds" if r["passed"] else "FAILED")
             note = f'<br><small>{html.escape(r["note"])}</small>' if r.get("note") else ""
             rows.append(
-                f'<tr class="af-{ok.lower()}">{lead}'
-                f'<td><a href="{html.escape(page)}.html#{html.escape(anchor)}">{html.escape(r["chapter"])}</a>'
-                f'<br><small>{html.escape(r["part"])}</small></td>'
+                f'<tr class="af-{"pass" if r["passed"] else "fail"}">'
+                f'<td><a href="{html.escape(pg)}.html#{html.escape(anchor)}">{html.escape(r["part"])}</a>'
+                f'<br><small>{html.escape(r.get("kind", "?"))}, {html.escape(r["mode"])}</small></td>'
                 f'<td>{html.escape(r["quantity"])}{note}</td>'
                 f'<td>{_fmt(r["measured"])} {html.escape(r["relation"])} {_fmt(r["tolerance"])}</td>'
-                f'<td>{ok}</td><td>{html.escape(r["mode"])}</td></tr>'
-            )
-    table = ("<table class=\"af-claims\">\n<thead><tr><th>Statement</th><th>In one line</th><th>Chapter / check</th>"
-             "<th>Measured quantity</th><th>Measured vs tolerance</th><th>Result</th><th>Mode</th></tr></thead>\n<tbody>\n"
-             + "\n".join(rows) + "\n</tbody></table>")
+                f'<td>{html.escape(result)}</td></tr>')
+        details.append(
+            f'<details><summary>{html.escape(label)}: {len(recs)} check(s), {checks}</summary>\n'
+            '<div class="af-claims-scroll"><table class="af-claims"><thead><tr><th>Check</th><th>Measured quantity</th>'
+            '<th>Measured vs tolerance</th><th>Result</th></tr></thead><tbody>\n'
+            + "\n".join(rows) + "\n</tbody></table></div></details>")
+    verdict_defs = "\n".join(f"| {_badge(v)} | {html.escape(m)} |" for v, m in VERDICTS.items())
+    kind_defs = "\n".join(f"| {k} | {html.escape(m)} |" for k, m in KINDS.items())
+    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    table = ("<table class=\"af-claims af-summary\">\n<thead><tr><th>Statement</th><th>In one line, and findings</th>"
+             "<th>Verdict</th><th>Checks</th></tr></thead>\n<tbody>\n" + "\n".join(summary) + "\n</tbody></table>")
     return f"""# Claims
 
 Every statement of the paper this book checks, generated at build time from the records
 the chapters write when they run (`_static/claims.json` holds the same data). Each check
-compares a measured quantity with a tolerance derived from the numerics; a failing check
-stops the build. The verdict says what the measurement means for the paper's statement:
-*reproduced*, or *needs an added hypothesis* where the statement fails as written and the
-chapter measures the counterexample.
+compares a measured quantity with a tolerance derived from the numerics, and a failing
+check stops the build.
 
 **{n_checked} of the paper's {len(known)} statements checked**, plus {len(beyond)} beyond the
-paper (discrete time, implementation), by {len(records)} checks
-({n_failed} failed); {n_hyp} statement(s) need an added hypothesis; statements no chapter
-has checked yet are listed as *not yet reproduced*. The link in each row opens the cell
-that made the check.
+paper, by {len(records)} checks ({n_failed} failed). Statement verdicts: {tally}.
+
+Each statement has one **verdict**:
+
+| verdict | meaning |
+|---|---|
+{verdict_defs}
+
+Each check says what **kind** of claim it is, and is checked as that kind. A check that
+confirms a counterexample reads *counterexample confirmed*: the measured instance
+violates the statement as written, as the chapter says it does.
+
+| kind | how it is checked |
+|---|---|
+{kind_defs}
+
+## Summary
 
 ```{{raw}} html
 <style>
-table.af-claims {{ font-size: 0.85em; border-collapse: collapse; }}
+table.af-claims {{ font-size: 0.85em; border-collapse: collapse; width: 100%; }}
 table.af-claims td, table.af-claims th {{ border: 1px solid #ccc; padding: 0.3em 0.5em; vertical-align: top; }}
+table.af-claims ul {{ margin: 0.3em 0 0 1em; padding: 0; }}
 table.af-claims tr.af-none td {{ color: #777; }}
 table.af-claims tr.af-fail td {{ background: #fdd; }}
-/* seven columns: this page alone takes the full window width, and scrolls sideways if narrower */
-.bd-page-width {{ max-width: 100% !important; }}
-.bd-article-container {{ max-width: 100% !important; }}
+span.af-badge {{ color: #fff; border-radius: 0.8em; padding: 0.1em 0.6em; white-space: nowrap; font-size: 0.9em; }}
 div.af-claims-scroll {{ overflow-x: auto; }}
+details {{ margin: 0.4em 0; }}
 </style>
 <div class="af-claims-scroll">
 {table}
 </div>
+```
+
+## Every check
+
+The link in each row opens the cell that made the check.
+
+```{{raw}} html
+{chr(10).join(details)}
 ```
 """
 

@@ -39,6 +39,19 @@ EXTRA_STATEMENTS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+#: The one verdict per statement (vocabulary: `adaptedflow.claims.VERDICTS`).  Findings
+#: that qualify a verdict are measured, so they live in the chapters' records.
+VERDICT: dict[str, str] = {
+    **{sid: "reproduced" for sid, *_ in STATEMENTS},
+    # §4.2 as written: at a fixed equilibrium every n in span{∇f_i} raises C although H has
+    # a negative eigenvalue (`adaptedflow.paper`-level construction in `critical`).
+    "sec-4.2": "fails as written",
+    # the paper asks whether V is integrable; the book answers: it is not.
+    "sec-2.4-integrability": "open question answered",
+    **{sid: "beyond the paper" for sid, *_ in EXTRA_STATEMENTS},
+}
+
+
 def statement_ids() -> list[str]:
     """The registered claim ids: the paper's, in its order, then those beyond it."""
     return [s[0] for s in (*STATEMENTS, *EXTRA_STATEMENTS)]
