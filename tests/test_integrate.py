@@ -128,3 +128,21 @@ def test_integrate_until_stops_at_its_test_and_reports_slow_orbits(rng):
     assert slow.stop == "s_max" and slow.s_end == pytest.approx(10.0)
     with pytest.raises(ValueError):
         af.integrate_until("standard", af.identity_map, x0, X, Y, converged=test, s_first=5.0, s_max=1.0)
+
+
+def test_error_budgets_bound_the_measured_errors(small_problem):
+    """The step-size controller's budget τ bounds the output error of an adapted orbit, and
+    2τ/√f + τ²/f the relative error of C down to C = f·C(0) (chapters 01–03)."""
+    p = small_problem
+    N = p["X"].shape[0]
+    f = 1e-8
+    o = af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], s1=0.5 * N * np.log(1 / f), n_save=41)
+    scale = float(np.linalg.norm(o.x[0] - np.asarray(p["Y"]).ravel()))
+    tau = af.output_error_budget(o, scale)
+    err_x = np.max(np.linalg.norm(o.x - af.comparison_outputs(o.x[0], p["Y"], o.s), axis=1)) / scale
+    err_C = np.max(np.abs(o.cost / af.comparison_cost(o.cost[0], o.s, N) - 1))
+    assert 0 < err_x <= tau and err_C <= af.cost_error_budget(tau, f)
+    assert tau == pytest.approx(o.n_steps * np.max(o.sigma_max) * np.sqrt(o.theta.shape[1])
+                                * (o.atol + o.rtol * np.max(np.abs(o.theta))) / scale)
+    np.testing.assert_allclose(af.cost_error_budget(np.array([1e-9, 1e-8]), np.array([1e-4, 1e-6])),
+                               [2e-7 + 1e-14, 2e-5 + 1e-10], rtol=1e-12)

@@ -455,9 +455,9 @@ def output_error_budget(orbit: Orbit, scale: float) -> float:
     return orbit.n_steps * sigma * np.sqrt(K) * (orbit.atol + orbit.rtol * theta_max) / float(scale)
 
 
-def cost_error_budget(output_error: float, floor: float) -> float:
+def cost_error_budget(output_error, floor):
     r"""The relative error of C(s) implied by a relative output error τ, while
-    C ≥ floor·C(0) along the comparison decay.
+    C ≥ floor·C(0) along the comparison decay (arrays broadcast).
 
     With r = |x − y_ω| = |x(0) − y_ω|e^{−s/N} and an output error δ ≤ τ|x(0) − y_ω|,
     |C/C_exact − 1| = |2⟨r, δ⟩ + |δ|²|/|r|² ≤ 2τ/ρ + τ²/ρ², ρ = |r|/|x(0) − y_ω| ≥ sqrt(floor).
@@ -465,5 +465,5 @@ def cost_error_budget(output_error: float, floor: float) -> float:
     Returns:
         2τ/√floor + τ²/floor.
     """
-    rho = np.sqrt(float(floor))
+    rho = np.sqrt(np.asarray(floor, dtype=np.float64))
     return 2.0 * output_error / rho + (output_error / rho) ** 2
