@@ -225,3 +225,23 @@ def test_seed_sweep_reports_the_worst_margin_and_the_failing_seeds(tmp_path):
     report = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--seeds-report"],
                             capture_output=True, text=True)
     assert "thm-2.1 (main)" in report.stdout and report.returncode != 0
+
+
+def test_result_box_follows_the_records_and_replaces_an_old_one(tmp_path):
+    from adaptedflow.book import _insert_result_box
+
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Title\n"]},
+                    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": 1, "source": ["x = 1"]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "ch.ipynb"
+    path.write_text(json.dumps(nb))
+    rec = {"id": "sec-4.2", "kind": "counterexample", "outcome": "counterexample confirmed", "passed": True,
+           "verdict": "fails as written", "findings": ["the rule lowers C at 3/20 equilibria"]}
+    for _ in range(2):                                   # a second run replaces the box, never adds one
+        _insert_result_box(path, [rec], mode="full", parameters={"seed": 3})
+    cells = json.loads(path.read_text())["cells"]
+    boxes = [c for c in cells if "af-result" in c["metadata"].get("tags", [])]
+    assert len(boxes) == 1 and cells[1] is not None and "af-result" in cells[1]["metadata"]["tags"]
+    text = "".join(boxes[0]["source"])
+    assert "publication parameters, seed 3" in text and "§4.2: fails as written" in text
+    assert "counterexample: counterexample confirmed" in text and "3/20 equilibria" in text

@@ -42,7 +42,7 @@ from pathlib import Path
 import yaml
 
 from .claims import clear_chapter, collect, project_root
-from .report import claims_page, manifest, reproducibility_page
+from .report import claims_page, manifest, reproducibility_page, result_box, results_at_a_glance
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -168,6 +168,10 @@ def _write_reports(root: Path, stage: Path, entries: list[str], rows: list[dict]
     (stage / "_static" / "manifest.json").write_text(json.dumps(data, indent=1) + "\n")
     pages = {chapter_name(e): Path(e).name for e in entries}
     (stage / "book" / "claims.md").write_text(claims_page(records, chapter_pages=pages))
+    index = stage / "book" / "index.md"
+    marker = "<!-- results-at-a-glance -->"
+    if index.exists() and marker in index.read_text():
+        index.write_text(index.read_text().replace(marker, results_at_a_glance(records, chapter_pages=pages)))
     (stage / "book" / "reproducibility.md").write_text(reproducibility_page(data))
     return records
 
@@ -207,6 +211,38 @@ def _hide_injected(executed: Path) -> None:
         executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def _notebook_defaults(notebook: Path) -> dict:
+    """The values of the parameters cell (literals only), for the Result box."""
+    import ast
+
+    nb = json.loads(notebook.read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            out = {}
+            for node in ast.parse("".join(cell.get("source", ""))).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    try:
+                        out[node.targets[0].id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        pass
+            return out
+    return {}
+
+
+def _insert_result_box(executed: Path, records: list[dict], *, mode: str, parameters: dict) -> None:
+    """Put the chapter's "Result" box, generated from its records, right after its title
+    cell (replacing the box of an earlier run)."""
+    nb = json.loads(executed.read_text())
+    cells = [c for c in nb.get("cells", []) if "af-result" not in c.get("metadata", {}).get("tags", [])]
+    box = result_box(records, mode=mode, parameters=parameters)
+    if box:
+        at = next((i + 1 for i, c in enumerate(cells) if c.get("cell_type") == "markdown"), 0)
+        cells.insert(at, {"cell_type": "markdown", "metadata": {"tags": ["af-result"]},
+                          "source": box.splitlines(keepends=True)})
+    nb["cells"] = cells
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout: int,
                 overrides: dict | None = None, claims: Path | None = None) -> dict:
     """Execute one chapter with papermill into the stage; return its summary row.
@@ -244,6 +280,8 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
     detail = None
     if out.exists():
         _hide_injected(out)
+        _insert_result_box(out, collect(claims / name) if (claims / name).is_dir() else [],
+                           mode="full" if full else "fast", parameters={**_notebook_defaults(src), **params})
     if not ok:
         detail = _first_error(out) if out.exists() else None
         if "timed out" in proc.stderr:

@@ -193,6 +193,49 @@ The link in each row opens the cell that made the check.
 """
 
 
+def result_box(records: list[dict], *, mode: str, parameters: dict) -> str:
+    """The "Result" box a chapter opens with (MyST markdown), generated from the records
+    its run wrote: the parameter set it ran at, and per statement the verdict, how its
+    checks came out and the findings."""
+    from .claims import verdicts_markdown
+
+    if not records:
+        return ""
+    sizes = "publication parameters" if mode == "full" else "fast parameters"
+    seed = parameters.get("seed")
+    head = f"This run: {sizes}" + (f", seed {seed}" if seed is not None else "") + "."
+    body = verdicts_markdown(records)
+    failed = [r for r in records if not r["passed"]]
+    if failed:
+        head += f" **{len(failed)} check(s) failed.**"
+    return f":::{{admonition}} Result\n:class: tip\n{head}\n\n{body}\n:::\n"
+
+
+def results_at_a_glance(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
+    """The index page's summary (MyST markdown): statements by verdict, the ones that fail
+    or are vacuous as written and the open questions answered, each with a finding."""
+    by_id: dict[str, list[dict]] = {}
+    for r in records:
+        by_id.setdefault(r["id"], []).append(r)
+    labels = {sid: label for sid, label, *_ in (*STATEMENTS, *EXTRA_STATEMENTS)}
+    counts: dict[str, int] = {}
+    for recs in by_id.values():
+        counts[recs[0]["verdict"]] = counts.get(recs[0]["verdict"], 0) + 1
+    n_checks = len(records)
+    n_ok = sum(r["passed"] for r in records)
+    lines = [f"**{len(by_id)} statements, {n_checks} checks ({n_ok} hold or confirm their counterexample).** "
+             "By verdict: " + ", ".join(f"{n} *{v}*" for v, n in sorted(counts.items(), key=lambda kv: -kv[1])) + "."]
+    for verdict in ("fails as written", "vacuous as written", "open question answered"):
+        for sid, recs in by_id.items():
+            vac = [f for r in recs for f in r.get("findings", []) if "vacuous" in f.lower()]
+            if recs[0]["verdict"] != verdict and not (verdict == "vacuous as written" and vac):
+                continue
+            finding = (vac or [f for r in recs for f in r.get("findings", [])] or [recs[0]["quantity"]])[0]
+            page = chapter_pages.get(recs[0]["chapter"], recs[0]["chapter"])
+            lines.append(f"- *{verdict}*: [{labels.get(sid, sid)}]({page}.ipynb): {finding}")
+    return "\n".join(lines) + "\n"
+
+
 def reproducibility_page(data: dict) -> str:
     """The Reproducibility page (MyST markdown) for a `manifest` dict."""
     pk = "\n".join(f"| {name} | {v or 'not installed'} |" for name, v in data["packages"].items())
