@@ -177,6 +177,8 @@ table.af-claims tr.af-fail td {{ background: #fdd; }}
 span.af-badge {{ color: #fff; border-radius: 0.8em; padding: 0.1em 0.6em; white-space: nowrap; font-size: 0.9em; }}
 div.af-claims-scroll {{ overflow-x: auto; }}
 details {{ margin: 0.4em 0; }}
+/* on a phone the summary keeps statement, findings and verdict; the check counts are in the details below */
+@media (max-width: 600px) {{ table.af-summary td:nth-child(4), table.af-summary th:nth-child(4) {{ display: none; }} }}
 </style>
 <div class="af-claims-scroll">
 {table}
