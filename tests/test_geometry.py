@@ -171,3 +171,105 @@ def test_validation_messages():
         geo.spanned_rank(np.eye(2), rtol=2.0)
     with pytest.raises(TypeError, match="`output_map`"):
         geo.section_brackets("net", jnp.zeros(3), X0)
+
+
+def test_bundle_gradient_errors_within_derived_tolerance(mlp_problem):
+    net, th, X, Y = mlp_problem
+    x, D = af.outputs_and_jacobian(net, th, X)
+    gx = af.grad_x_cost(x, Y)
+    K = th.shape[0]
+    P = np.asarray(geo.horizontal_projector(D))
+    rng = np.random.default_rng(8)
+    V, W = rng.normal(size=(4, K)) @ P, rng.normal(size=(4, K)) @ (np.eye(K) - P)
+    e = geo.bundle_gradient_errors(D, gx, V, W)
+    assert e["kappa"] >= 1.0
+    tol = K * EPS * e["kappa"]
+    for c in ("solves", "horizontal", "lstsq", "form129", "definition", "metric", "kernel"):
+        assert 0.0 <= e[c] <= tol, c
+    assert e["pythagoras"] <= tol + (4 * K + 6) * EPS
+    with pytest.raises(ValueError, match="`V`"):
+        geo.bundle_gradient_errors(D, gx, V[:, :3], W)
+
+
+def test_one_neuron_map_closed_form():
+    X = jnp.array([[0.5], [-1.0]])
+    np.testing.assert_allclose(geo.one_neuron_map(jnp.array([2.0, 3.0]), X), 3.0 * np.tanh(2.0 * np.array([0.5, -1.0])),
+                               rtol=1e-15)
+
+
+@pytest.mark.parametrize("n, dims", [(1, [1, 1, 1]), (2, [2, 3, 5]), (3, [3, 6, 14]), (5, [5, 15, 55])])
+def test_free_lie_dims_witt(n, dims):
+    assert geo.free_lie_dims(n) == dims
+    assert geo.free_lie_dims(n, depth=2) == dims[:2]
+
+
+def test_free_lie_dims_validation():
+    with pytest.raises(ValueError, match="`n`"):
+        geo.free_lie_dims(0)
+    with pytest.raises(ValueError, match="`depth`"):
+        geo.free_lie_dims(3, depth=4)
+
+
+def test_kernel_bracket_defects_within_tolerance(mlp_problem):
+    net, th, X, _ = mlp_problem
+    K = th.shape[0]
+    W = jax.random.normal(jax.random.PRNGKey(9), (3, K))
+    defects, kappa = geo.kernel_bracket_defects(net, th, X, W)
+    assert defects.shape == (3,)
+    assert np.max(defects) <= geo.kernel_bracket_tolerance(3, K, kappa)
+
+
+def test_max_normal_fraction_controls():
+    frac, kappa = geo.max_normal_fraction(heisenberg_map, jnp.zeros(3), X0)
+    assert frac == pytest.approx(1.0, abs=1e-15) and kappa == pytest.approx(1.0)
+    th = jnp.asarray(np.random.default_rng(5).normal(size=5)) * 0.3
+    frac, kappa = geo.max_normal_fraction(tanh_affine_map, th, X0)
+    assert frac <= geo.normal_fraction_tolerance(5, kappa)
+    with pytest.raises(ValueError, match="QN ≥ 2"):
+        geo.max_normal_fraction(lambda t, X: t[:1], jnp.zeros(3), X0)
+
+
+def test_geometry_witnesses_fixed_and_read_only():
+    ws = geo.geometry_witnesses()
+    assert [(w.widths, w.X.shape, w.theta.shape) for w in ws] == [
+        ((1, 1, 1), (2, 1), (4,)), ((1, 2, 1), (4, 1), (7,)), ((2, 2, 1), (3, 2), (9,)), ((2, 2, 1), (5, 2), (9,))]
+    assert all(af.num_params(w.widths) == w.theta.size for w in ws)
+    with pytest.raises(ValueError):
+        ws[0].theta[0] = 1.0
+
+
+def test_smallest_witness_not_integrable_and_generating():
+    w = geo.geometry_witnesses()[0]
+    net = af.mlp(w.widths)
+    frac, kappa = geo.max_normal_fraction(net, jnp.asarray(w.theta), jnp.asarray(w.X))
+    assert frac > 0.5 and frac > 1e10 * geo.normal_fraction_tolerance(4, kappa)
+    reps = geo.bracket_ranks(net, jnp.asarray(w.theta), jnp.asarray(w.X), depth=3)
+    assert [r.rank for r in reps] == [min(4, d) for d in geo.free_lie_dims(2)]
+    assert min(r.smallest_kept for r in reps) > 1e-2
+
+
+def test_near_integrable_instance_is_saturated():
+    w = geo.near_integrable_instance()
+    frac, kappa = geo.max_normal_fraction(af.mlp(w.widths), jnp.asarray(w.theta), jnp.asarray(w.X))
+    assert frac < 1e-4 and kappa > 1e4
+    z = w.X @ w.theta[:2].reshape(2, 1).T + w.theta[2:4]
+    assert np.max(1.0 / np.cosh(z[:, 1]) ** 2) < 1e-7
+
+
+def test_velocity_normal_fractions_one_neuron():
+    X, Y = jnp.ones((1, 1)), jnp.ones((1, 1))
+    thetas = jnp.array([[0.6, -0.9], [1.2, -0.6], [2.0, 0.3]])
+    for flow in ("adapted", "standard"):
+        f = geo.velocity_normal_fractions(flow, geo.one_neuron_map, thetas, X, Y)
+        assert f.shape == (3,) and np.max(f) <= geo.VELOCITY_NORMAL_TOLERANCE
+    with pytest.raises(ValueError, match="QN = 1"):
+        geo.velocity_normal_fractions("adapted", heisenberg_map, jnp.zeros((2, 3)), X0, jnp.zeros((1, 2)))
+    with pytest.raises(ValueError, match="`flow`"):
+        geo.velocity_normal_fractions("gauss", geo.one_neuron_map, thetas, X, Y)
+
+
+def test_jacobi_defect_quadratic_map():
+    levels = geo.bracket_family(quadratic_map, jnp.asarray(np.random.default_rng(1).normal(size=4)), X0, depth=3)
+    assert geo.jacobi_defect(levels) <= 1e-14
+    with pytest.raises(ValueError, match="depth=3"):
+        geo.jacobi_defect(levels[:2])

@@ -477,3 +477,312 @@ def generating_step(reports: list[SpanReport], K: int) -> int | None:
         if rep.rank == K:
             return k
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Proposition 2.4 measured five ways, with per-instance tolerances
+
+
+def bundle_gradient_errors(D: jax.Array, grad_x: jax.Array, V: jax.Array, W: jax.Array) -> dict[str, float]:
+    r"""How far u = `bundle_gradient`(D, ∇_x C) is from each characterisation of grad_V C (2.23)–(2.30).
+
+    Every entry is a relative error that vanishes in exact arithmetic:
+
+    * ``solves``: |D u − ∇_x C|/|∇_x C| (u solves (2.30));
+    * ``horizontal``: |(1 − P) u|/|u| (u ∈ V_θ, P from the SVD, `horizontal_projector`);
+    * ``lstsq``: |u − D⁺∇_x C|/|u|, D⁺ from the SVD (`pinv_solve`, (4.6));
+    * ``form129``: |u − D⁺(D⁺)ᵀ∇_θ C|/|u| with explicit pseudo-inverses and ∇_θ C = Dᵀ∇_x C (1.29);
+    * ``definition``: |u − u₂.₂₃|/|u| with u₂.₂₃ the solution of the defining equations (2.23)
+      in an orthonormal basis of V_θ (`bundle_gradient_from_metric`);
+    * ``metric``: max over the rows v of `V` (in V_θ) of |h(u, v) − ⟨∇_θ C, v⟩|/(|D u||D v|) (2.23), (2.25);
+    * ``kernel``: max over the rows w of `W` (in ker D) of |⟨u, w⟩|/(|u||w|) (u ⊥ ker D);
+    * ``pythagoras``: max over w of |(|u + w|² − |u|²) − |w|²|/(|u|² + |w|²): every other
+      solution u + w of D v = ∇_x C is longer, by exactly |w|², so u has least norm.
+
+    Also ``kappa`` = κ(D) = σ₁/σ_QN and ``norm_u`` = |u|.
+
+    Args:
+        D: Jacobian D[θ], shape `(QN, K)`, rank QN.
+        grad_x: ∇_x C, shape `(QN,)`.
+        V: test vectors of V_θ as rows, shape `(n_v, K)`.
+        W: test vectors of ker D as rows, shape `(n_w, K)`.
+
+    Returns:
+        dict of Python floats (keys above).
+
+    References:
+        Proposition 2.4.
+    """
+    D = _matrix(D)
+    QN, K = D.shape
+    grad_x = _vector(grad_x, QN, "grad_x", "`grad_x` = ∇_x C must have length QN = D.shape[0].")
+    V = np.asarray(as_float64(V, "V"))
+    W = np.asarray(as_float64(W, "W"))
+    for name, A in (("V", V), ("W", W)):
+        if A.ndim != 2 or A.shape[1] != K:
+            raise ValueError(f"`{name}` must hold vectors of R^K (K = {K}) as rows; got shape {A.shape}.")
+    from .linalg import pinv_solve
+
+    Dn, gn = np.asarray(D), np.asarray(grad_x)
+    sv = np.linalg.svd(Dn, compute_uv=False)
+    u = np.asarray(bundle_gradient(D, grad_x))
+    un = np.linalg.norm(u)
+    P = np.asarray(horizontal_projector(D))
+    Dp = np.linalg.pinv(Dn)
+    grad_theta = Dn.T @ gn
+    h_uv = (V @ Dn.T) @ (Dn @ u)
+    wn = np.linalg.norm(W, axis=1)
+    excess = np.linalg.norm(u[None, :] + W, axis=1) ** 2 - un ** 2
+    return dict(
+        kappa=float(sv[0] / sv[-1]), norm_u=float(un),
+        solves=float(np.linalg.norm(Dn @ u - gn) / np.linalg.norm(gn)),
+        horizontal=float(np.linalg.norm(u - P @ u) / un),
+        lstsq=float(np.linalg.norm(u - np.asarray(pinv_solve(D, grad_x))) / un),
+        form129=float(np.linalg.norm(u - Dp @ (Dp.T @ grad_theta)) / un),
+        definition=float(np.linalg.norm(u - np.asarray(bundle_gradient_from_metric(D, grad_x))) / un),
+        metric=float(np.max(np.abs(h_uv - V @ grad_theta) / (np.linalg.norm(Dn @ u) * np.linalg.norm(V @ Dn.T, axis=1)))),
+        kernel=float(np.max(np.abs(W @ u) / (un * wn))),
+        pythagoras=float(np.max(np.abs(excess - wn ** 2) / (un ** 2 + wn ** 2))),
+    )
+
+
+def one_neuron_map(theta: jax.Array, X: jax.Array) -> jax.Array:
+    r"""x[θ] = θ₂ tanh(θ₁ ξ) for inputs ξ = X[:, 0]: one tanh neuron, K = 2.
+
+    With one input, QN = 1: the level sets {x = const} are curves in the (θ₁, θ₂)-plane
+    (the leaves of the foliation (2.32)) and V_θ is the line spanned by ∇_θ x.
+
+    Args:
+        theta: shape `(2,)`.
+        X: inputs, shape `(N, M)` (only the first column is used).
+
+    Returns:
+        x, shape `(N,)`.
+    """
+    return theta[1] * jnp.tanh(theta[0] * X[:, 0])
+
+
+def free_lie_dims(n: int, depth: int = 3) -> list[int]:
+    r"""Dimensions of the free nilpotent Lie algebra on n generators, steps 1..depth (Witt's formula).
+
+    The brackets of order ≤ k of n vector fields span at most this many dimensions:
+    step 1: n; step 2: n + n(n − 1)/2; step 3: n + n(n − 1)/2 + (n³ − n)/3.  Witt: the
+    homogeneous part of degree k has dimension (1/k) Σ_{d | k} μ(d) n^{k/d}.
+
+    Args:
+        n: number of generators (QN), ≥ 1.
+        depth: number of steps, 1–3.
+
+    Returns:
+        List of `depth` cumulative dimensions.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`n` must be a positive integer (the number of generators QN); got {n!r}.")
+    if depth not in (1, 2, 3):
+        raise ValueError(f"`depth` must be 1, 2 or 3; got {depth!r}.")
+    return [n, n + n * (n - 1) // 2, n + n * (n - 1) // 2 + (n ** 3 - n) // 3][:depth]
+
+
+def kernel_bracket_defects(output_map, theta: jax.Array, X: jax.Array, W: jax.Array) -> tuple[np.ndarray, float]:
+    r"""|D[Z_i, Z_j]|/(|D|₂|[Z_i, Z_j]|) for the ker D sections Z_w = (1 − P)w (`kernel_section`).
+
+    ker D is tangent to the leaves of (2.32), so it is integrable and these vanish in exact
+    arithmetic.  What is computed: Z_w = w − Dᵀα with (D Dᵀ)α = D w by an LU solve, and
+    its derivatives by forward mode, whose tangent solves reuse the same matrix D Dᵀ.  An
+    LU solve is backward stable with |δG| ≤ γ_{3QN}|L||U| ≈ 3QN·eps·|G| (Higham, Thm 9.4;
+    growth ≈ 1 for a symmetric positive definite G), so α and each tangent of α carry a
+    relative error ≤ 3QN·eps·κ(D D ᵀ) = 3QN·eps·κ(D)²; forming D Dᵀ and D w (dot products
+    of length K) adds K·eps·κ(D)².  That error is the part of Z and of [Z_i, Z_j] that
+    leaves ker D, so to first order each defect is ≤ (3QN + K)·eps·κ(D)².
+
+    Args:
+        output_map, theta (K,), X (N, M): as in `section_brackets`.
+        W: constant vectors w_i as rows, shape `(n, K)`, n ≥ 2.
+
+    Returns:
+        `(defects, kappa)`: shape `(n(n − 1)/2,)`, and κ(D) = σ₁/σ_QN.
+    """
+    theta, X, _ = _theta_and_X(output_map, theta, X)
+    _, D = _jacobian(output_map, theta, X)
+    D = np.asarray(D)
+    Z = np.asarray(kernel_brackets(output_map, theta, X, W))
+    sv = np.linalg.svd(D, compute_uv=False)
+    return np.linalg.norm(Z @ D.T, axis=1) / (sv[0] * np.linalg.norm(Z, axis=1)), float(sv[0] / sv[-1])
+
+
+def kernel_bracket_tolerance(QN: int, K: int, kappa: float) -> float:
+    r"""(3QN + K)·eps·κ(D)²: the first-order bound on `kernel_bracket_defects` (see there)."""
+    return (3 * QN + K) * float(np.finfo(np.float64).eps) * float(kappa) ** 2
+
+
+def max_normal_fraction(output_map, theta: jax.Array, X: jax.Array) -> tuple[float, float]:
+    r"""max over a < b of |(1 − P)[X_a, X_b]|/|[X_a, X_b]| at θ, and κ(D): the Frobenius defect (2.31).
+
+    V is integrable near θ only if this vanishes; one θ where it is clearly nonzero shows
+    that V is not integrable (a single point where (2.31) fails suffices).
+
+    Args:
+        output_map, theta (K,), X (N, M): as in `section_brackets`; QN ≥ 2.
+
+    Returns:
+        `(fraction, kappa)`, Python floats.
+    """
+    D, br = bracket_family(output_map, theta, X, depth=2)
+    if br.shape[0] == 0:
+        raise ValueError("`output_map` must have QN ≥ 2 outputs for a bracket [X_a, X_b]; got QN = 1.")
+    sv = np.linalg.svd(np.asarray(D), compute_uv=False)
+    return float(np.max(np.asarray(normal_fraction(D, br)))), float(sv[0] / sv[-1])
+
+
+def normal_fraction_tolerance(K: int, kappa: float) -> float:
+    r"""K·eps·κ(D): the rounding bound on `normal_fraction` of a vector that lies in V_θ.
+
+    The projector P = B Bᵀ comes from the SVD of D, whose computed right singular vectors
+    span range(Dᵀ + E) with |E| ≤ c·K·eps·|D| (backward stability, c ≈ 1); the angle
+    between the computed and the exact V_θ is then ≤ K·eps·κ(D) (Wedin's sin θ theorem),
+    and the brackets themselves (two Jacobian–vector products) are exact to a few eps.
+    """
+    return int(K) * float(np.finfo(np.float64).eps) * float(kappa)
+
+
+class GeometryWitness(NamedTuple):
+    """A fixed small tanh MLP and a fixed point: widths `(M, M_1, Q)`, inputs X `(N, M)`, θ `(K,)`."""
+
+    widths: tuple[int, ...]
+    X: np.ndarray
+    theta: np.ndarray
+
+
+def geometry_witnesses() -> tuple[GeometryWitness, ...]:
+    r"""Four fixed one-hidden-layer tanh MLPs with a fixed θ each: the witnesses of §2.4.
+
+    Literal numbers (short decimals), the same for every reader and seed.  At each, the
+    book measures (chapter 05) that a bracket [X_a, X_b] of the spanning sections of
+    V = range Dᵀ has a normal part of order one (so the Frobenius condition (2.31) fails:
+    V is not integrable), and that V + [V, V] + [V, [V, V]] has rank K with a wide
+    singular-value gap at every step (so V is bracket generating at θ, hence on a
+    neighbourhood of θ, and — the network being analytic in θ — off a proper analytic
+    subset of R^K).  The points were picked by hand, away from saturation (every
+    pre-activation |W₁ξ + b₁| ≤ 2) and with distinct inputs, so κ(D) is moderate.
+
+    Layout of θ as in `adaptedflow.mlp`: W₁ (M_1 × M, row-major), b₁, W₂ (Q × M_1), b₂.
+
+    Returns:
+        Four `GeometryWitness` with (M, M_1, Q, N) = (1, 1, 1, 2), (1, 2, 1, 4),
+        (2, 2, 1, 3), (2, 2, 1, 5); K = 4, 7, 9, 9 and QN = 2, 4, 3, 5.
+    """
+    return _WITNESSES
+
+
+def near_integrable_instance() -> GeometryWitness:
+    r"""A random instance where V is *nearly* integrable, and why: a saturated hidden unit.
+
+    Found by a search over the random instances (θ from `init_params`, inputs from
+    `gaussian_clusters`) of the widths (1, 2, 1) with N = 4 for seeds 0–40 of chapter 05's
+    former sampling; stored as the float64 numbers it produced.  Its largest normal fraction
+    max_(a<b) |(1 − P)[X_a, X_b]|/|[X_a, X_b]| is the smallest found (about 2e-6).  The
+    second hidden unit has pre-activations 9.9–15.5 at the four inputs, so
+    tanh′ = sech² ≤ 1e-8 there: the unit is constant to that accuracy, its two incoming
+    parameters drop out of D, and its outgoing weight duplicates the output bias — an
+    effective model with K − 3 = 4 = QN parameters, which is borderline (§6): V is then
+    the whole effective tangent space and integrable.  κ(D) is about 5e5.
+
+    Returns:
+        A `GeometryWitness` (widths (1, 2, 1), X of shape (4, 1), θ of shape (7,)).
+    """
+    return _NEAR_INTEGRABLE
+
+
+def _witness(widths, X, theta) -> GeometryWitness:
+    X, theta = np.array(X, dtype=np.float64), np.array(theta, dtype=np.float64)
+    X.setflags(write=False)
+    theta.setflags(write=False)
+    return GeometryWitness(tuple(widths), X, theta)
+
+
+_WITNESSES = (
+    _witness((1, 1, 1), [[1.4], [-1.4]], [-0.6, 0.4, 0.2, -0.4]),
+    _witness((1, 2, 1), [[-1.3], [-0.4], [1.4], [0.6]], [0.7, 0.7, -1.0, 0.6, 0.5, -1.2, -0.6]),
+    _witness((2, 2, 1), [[0.2, 0.5], [-0.6, -0.2], [0.7, -0.6]], [-0.2, -1.1, -0.6, 0.4, 0.4, 0.9, -0.7, -1.1, 0.2]),
+    _witness((2, 2, 1), [[-1.4, -1.1], [-0.7, 0.8], [0.1, -1.2], [-0.7, 0.2], [1.2, 0.2]],
+             [0.4, 1.2, 0.7, -1.0, 0.4, 0.2, -1.1, 0.9, 0.3]),
+)
+
+
+def velocity_normal_fractions(flow: str, output_map, thetas: jax.Array, X: jax.Array, Y: jax.Array) -> np.ndarray:
+    r"""|(1 − P)∂_sθ|/|∂_sθ| at each θ of an orbit of a one-output model (QN = 1).
+
+    ∂_sθ = `adaptedflow.direction`(flow, D, ∇_x C), (1.30) or (1.22); with one output
+    V_θ is the line spanned by d = D[θ]ᵀ, and P v = (d̂·v) d̂ with d̂ = d/|d|.  Both
+    velocities are multiples of d (2.24), so what is measured is rounding, bounded to first
+    order by 11u = 5.5·eps (u = eps/2 the unit round-off): the velocity v = c·d is rounded
+    componentwise (u; off the line by ≤ u|v|); d̂ carries the rounding of |d| (γ₂ and the
+    square root, 2u) and of the division (u), its scale error entering (d̂·v)d̂ twice
+    (≤ 4u|v| along v) and its direction error once (u); d̂·v and the product add γ₂ + u = 3u.
+
+    Args:
+        flow: ``"adapted"`` or ``"standard"``.
+        output_map: `output_map(theta, X) -> x` with one output in total (QN = 1).
+        thetas: saved parameters, shape `(T, K)`, e.g. `orbit.theta`.
+        X: inputs, shape `(N, M)`; Y: targets, shape `(N, Q)`.
+
+    Returns:
+        Shape `(T,)`.
+    """
+    from .cost import grad_x_cost, outputs_and_jacobian
+    from .flows import direction
+
+    if flow not in ("adapted", "standard"):
+        raise ValueError(f"`flow` must be 'adapted' or 'standard'; got {flow!r}.")
+    thetas = as_float64(thetas, "thetas")
+    require_shape(thetas, (None, None), "thetas", "Pass the saved θ of an orbit as rows, e.g. `orbit.theta`.")
+    QN = int(jnp.asarray(output_map(thetas[0], X)).size)
+    if QN != 1:
+        raise ValueError(f"`output_map` must have one output in total (QN = 1) for the line projector; got QN = {QN}. "
+                         "Use `normal_fraction(D, v[None])` with the SVD projector for QN > 1.")
+
+    def one(th):
+        x, D = outputs_and_jacobian(output_map, th, X)
+        v = direction(flow, D, grad_x_cost(x, Y))
+        d = D[0] / jnp.linalg.norm(D[0])
+        return jnp.linalg.norm(v - (d @ v) * d) / jnp.linalg.norm(v)
+
+    return np.asarray(jax.jit(jax.vmap(one))(thetas))
+
+
+#: First-order rounding bound of `velocity_normal_fractions` (11 unit round-offs).
+VELOCITY_NORMAL_TOLERANCE = 5.5 * float(np.finfo(np.float64).eps)
+
+
+def jacobi_defect(levels: list) -> float:
+    r"""max over distinct a < b < c of |J_abc|/(sum of the three norms), J the Jacobi sum.
+
+    J_abc = [X_a, [X_b, X_c]] + [X_b, [X_c, X_a]] + [X_c, [X_a, X_b]] = 0 in exact
+    arithmetic; computed from the third level of `bracket_family` (rows (a, (b, c)),
+    b < c, in `_pairs` order), it measures the rounding of the level-3 brackets.
+
+    Args:
+        levels: output of `bracket_family` with depth 3.
+
+    Returns:
+        The defect (0.0 when QN < 3: no distinct triple).
+    """
+    if len(levels) < 3:
+        raise ValueError(f"`levels` must come from `bracket_family(..., depth=3)`; got {len(levels)} levels.")
+    QN = int(np.asarray(levels[0]).shape[0])
+    L3 = np.asarray(levels[2])
+    pidx = {tuple(p): i for i, p in enumerate(_pairs(QN).tolist())}
+    npairs = len(pidx)
+    row = lambda a, bc: L3[a * npairs + pidx[bc]]
+    worst = 0.0
+    for a, b, c in itertools.combinations(range(QN), 3):
+        t = [row(a, (b, c)), -row(b, (a, c)), row(c, (a, b))]    # [X_b,[X_c,X_a]] = −[X_b,[X_a,X_c]]
+        scale = sum(float(np.linalg.norm(v)) for v in t)
+        if scale > 0:
+            worst = max(worst, float(np.linalg.norm(t[0] + t[1] + t[2])) / scale)
+    return worst
+
+_NEAR_INTEGRABLE = _witness(
+    (1, 2, 1), [[4.877000643924939], [4.326001219476669], [4.5396590584753955], [3.1036638603709794]],
+    [0.2052013676492334, 3.1944459272688435, 0.3283158324344196, -0.0384836503914465, 0.19397697427606922,
+     -0.018051417665223383, 0.4015168711287402])
