@@ -101,3 +101,97 @@ def test_perturbation_cost_change_is_even_in_eta():
     np.testing.assert_allclose(dC, [pred, pred], rtol=1e-3, atol=1e-16)
     with pytest.raises(ValueError, match="`direction`"):
         perturbation_cost_change(net, th, X_XOR, Y_XOR, np.zeros(3), [1e-3])
+
+
+# --- fixed instances, the rule of §4.2, Theorem 4.1 along an orbit ---------------------------
+
+from adaptedflow.critical import (analyse_critical_point, flat_equilibrium, nullity_gap,  # noqa: E402
+                                  one_hidden_layer_output_rounding, perturbation_rule_test, perturbation_rule_tests,
+                                  projected_flow_check, projected_gradient_norm, random_xor_saddles, span_curvatures,
+                                  xor_saddle, xor_saddle_theta)
+
+
+def test_xor_saddle_is_a_fixed_critical_point_where_the_rule_fails():
+    a, b = xor_saddle(), xor_saddle()
+    assert np.array_equal(np.asarray(a.theta), np.asarray(b.theta))           # the same numbers every call
+    assert a.widths == (2, 3, 1) and a.theta.shape == (13,)
+    assert float(np.linalg.norm(cost_gradient(a.output_map, a.theta, a.X, a.Y))) < 1e-15
+    t = perturbation_rule_test(a.output_map, a.theta, a.X, a.Y)
+    assert t.least_span > 1.7 and t.least_hessian < -0.29 and t.scale < 1e-13
+
+
+def test_xor_saddle_theta_and_random_family_are_critical():
+    X, Y = af.critical.xor_data()
+    net = af.mlp((2, 4, 1))
+    th = xor_saddle_theta(np.linspace(-1, 1, 4), np.arange(1.0, 5.0))
+    assert float(np.linalg.norm(cost_gradient(net, th, X, Y))) < 1e-15
+    ths = random_xor_saddles(jax.random.PRNGKey(0), 4, 5)
+    assert ths.shape == (5, 17) and np.all(ths[:, :8] == 0)
+    rules = perturbation_rule_tests(net, ths, X, Y)
+    assert rules.least_span.shape == (5,) and rules.grad_norm.max() < 1e-14
+    one = perturbation_rule_test(net, ths[2], X, Y)
+    np.testing.assert_allclose(one.least_span, rules.least_span[2], rtol=1e-12)
+    with pytest.raises(ValueError, match="`b1` and `W2`"):
+        xor_saddle_theta(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="`n`"):
+        random_xor_saddles(jax.random.PRNGKey(0), 3, 0)
+
+
+def test_flat_equilibrium_has_nullity_below_k_minus_r():
+    inst = flat_equilibrium()
+    net = inst.output_map
+    assert float(np.linalg.norm(cost_gradient(net, inst.theta, inst.X, inst.Y))) < 1e-15
+    assert af.numerical_rank(af.jacobian(net, inst.theta, inst.X)) == 1
+    assert projected_gradient_norm(net, inst.theta, inst.X, inst.Y) < 1e-15
+    lam = np.linalg.eigvalsh(np.asarray(cost_hessian(net, inst.theta, inst.X, inst.Y)))
+    assert nullity_gap(lam, 32)[0] > 1e6                  # fewer than K − r = 32 zero eigenvalues
+    zero, gap = nullity_gap(lam, 16)
+    assert zero < 1 and gap < 1                           # nullity exactly 16 beyond rounding
+
+
+def test_analyse_critical_point_counts_at_the_xor_saddle():
+    inst = xor_saddle()
+    a = analyse_critical_point(inst.output_map, inst.theta, inst.X, inst.Y, jax.random.PRNGKey(0), walk_step=1e-4)
+    assert (a.K, a.r, a.nullity, a.rank_J, a.walk_dimension) == (13, 3, 6, 3, 6)
+    assert a.rank_off == 4
+    assert "Hessian nullity 6" in af.critical.describe_critical_point(a)
+
+
+def test_nullity_gap_and_span_curvatures_on_known_matrices(rng):
+    lam = np.array([0.0, 1e-18, -2.0, 1.0, 3.0])
+    zero, gap = nullity_gap(lam, 2)
+    assert zero < 1 and gap < 1e-10
+    assert nullity_gap(lam, 3)[0] > 1
+    with pytest.raises(ValueError, match="`d`"):
+        nullity_gap(lam, 6)
+    H = np.diag([1.0, -2.0, 3.0, 4.0])
+    J = np.array([[1.0, 0, 0, 0], [0, 0, 2.0, 0]])
+    np.testing.assert_allclose(span_curvatures(H, J), [1.0, 3.0], atol=1e-14)
+    Q = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    np.testing.assert_allclose(span_curvatures(Q @ H @ Q.T, J @ Q.T), [1.0, 3.0], atol=1e-13)
+
+
+def test_projected_flow_check_on_a_duplicated_input():
+    X = jnp.array([[0.3, -0.2], [0.3, -0.2], [1.0, 0.5], [-0.7, 0.1]])
+    Y = jnp.array([[1.0], [-1.0], [0.2], [0.4]])
+    net = af.mlp((2, 4, 1))
+    ths = np.stack([np.asarray(af.init_params(jax.random.PRNGKey(i), (2, 4, 1))) for i in range(3)])
+    pf = projected_flow_check(net, ths, X, Y)
+    assert np.all(pf.rank == 3)                           # rows 0 and 1 coincide
+    assert np.all(pf.residual <= pf.bound)
+    np.testing.assert_allclose(pf.projected_grad[0], projected_gradient_norm(net, ths[0], X, Y), rtol=1e-12)
+
+
+def test_output_rounding_bound_covers_extended_precision(rng):
+    widths = (2, 5, 1)
+    th = np.asarray(af.init_params(jax.random.PRNGKey(1), widths))
+    X = rng.normal(size=(7, 2))
+    x64 = np.asarray(af.mlp(widths)(jnp.asarray(th), jnp.asarray(X)))
+    t, Xl = th.astype(np.longdouble), X.astype(np.longdouble)
+    W1, b1, W2, b2 = t[:10].reshape(5, 2), t[10:15], t[15:20], t[20]
+    x_ld = np.tanh(Xl @ W1.T + b1) @ W2 + b2
+    bound = one_hidden_layer_output_rounding(widths, th, X)
+    assert 0 < bound < 1e-13
+    assert np.max(np.abs(x64 - x_ld.astype(np.float64))) <= bound
+    with pytest.raises(ValueError, match="`widths`"):
+        one_hidden_layer_output_rounding((2, 3, 3, 1), th, X)
