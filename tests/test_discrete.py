@@ -190,3 +190,168 @@ def test_structured_and_dense_adapted_runs_agree(damping):
     b = af.discrete.descent("adapted", wrapped, theta, X, Y, step=1.0, n_steps=8, damping=damping, repeats=1)
     np.testing.assert_allclose(a.thetas, b.thetas, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(a.costs, b.costs, rtol=1e-9, atol=1e-300)
+
+
+# --------------------------------------------------------------------------- rate bound, stopping margin, the race
+
+from adaptedflow.discrete import (  # noqa: E402
+    DescentRun,
+    accuracy_difference_band,
+    best_adapted,
+    censored_steps,
+    damped_band_excess,
+    gauss_newton_counterexample,
+    paired_time_ratios,
+    race_markdown,
+    race_rows,
+    race_summary,
+    rate_bound,
+    rate_deviation,
+    stopping_margin,
+    tune_learning_rate,
+    wine_problem,
+)
+
+
+def test_rate_deviation_is_zero_at_k0_and_tiny_on_identity_model(linear_problem):
+    X, Y, theta0 = linear_problem
+    N, h = X.shape[0], 0.3 * X.shape[0]
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG, repeats=1)
+    dev = rate_deviation(run.costs, h, N)
+    assert dev[0] == 0.0
+    keep = run.costs >= 1e-6 * run.costs[0]
+    assert np.all(dev[keep] < 1e-10)
+
+
+def test_rate_bound_dominates_deviation_on_network(small_problem):
+    p = small_problem
+    N = p["X"].shape[0]
+    h = 0.05 * N
+    run = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=h, n_steps=30, repeats=1)
+    rb = rate_bound(p["net"], run.thetas, p["X"], p["Y"], h, n_forward=sum(p["widths"]))
+    dev = rate_deviation(run.costs, h, N)
+    assert rb.taylor.shape == rb.total.shape == (31,) and rb.per_step.shape == (30,)
+    assert rb.taylor[0] == 0.0 and rb.rounding[0] == 0.0 and np.all(np.diff(rb.taylor) >= 0)
+    assert np.all(dev <= rb.total)
+    assert np.all(np.abs(np.log(run.costs / af.discrete.discrete_cost(run.costs[0], h, N, np.arange(31))))
+                  <= rb.log_width + 1e-15)
+    assert np.all(rb.log_width >= np.log1p(rb.taylor) - 1e-15)
+    assert np.all(rb.rounding[1:] > 0) and np.all(rb.rounding < 1e-10)
+
+
+def test_rate_bound_on_identity_map_is_rounding_only(linear_problem):
+    X, Y, theta0 = linear_problem
+    N, h = X.shape[0], 0.2 * X.shape[0]
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=20, repeats=1)
+    rb = rate_bound(af.identity_map, run.thetas, X, Y, h, n_forward=1)
+    assert np.all(rb.taylor < 1e-12)          # x'' = x''' = 0; only the solve residual remains
+    assert np.all(rate_deviation(run.costs, h, N)[:21] <= rb.total + 1e-13)
+
+
+def test_stopping_margin_closed_form():
+    # L = 0: one step of rounding up only
+    assert stopping_margin(0.0, 1.0, 10) == 1
+    # (1 − h/N)^2 = 1/4 per step; log 4/(2 log 2) = 1 → 1 + 1
+    assert stopping_margin(np.log(4.0), 5.0, 10) == 2
+    with pytest.raises(ValueError, match="differ from N"):
+        stopping_margin(0.1, 10.0, 10)
+    with pytest.raises(ValueError, match="`log_width`"):
+        stopping_margin(-1.0, 1.0, 10)
+
+
+def test_damped_band_excess_is_zero_on_identity_model(linear_problem):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=0.4 * N, n_steps=_N_LONG, damping=0.5, repeats=1)
+    excess, band = damped_band_excess(af.identity_map, run, X, Y, floor=1e-10)
+    assert excess.size > 5 and np.all(excess <= 1.0)
+    np.testing.assert_allclose(band[0], [1 - 0.4 / 1.5] * 2)
+    gd = descent("gd", af.identity_map, theta0, X, Y, step=0.1, n_steps=3, repeats=1)
+    with pytest.raises(ValueError, match="adapted-descent run"):
+        damped_band_excess(af.identity_map, gd, X, Y)
+
+
+def test_wine_problem_is_a_deterministic_stratified_split():
+    a, b = wine_problem(3, 60, (4,)), wine_problem(3, 60, (4,))
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(np.asarray(a.theta0), np.asarray(b.theta0))
+    assert a.X.shape == (60, 13) and a.Y.shape == (60, 3) and a.X_test.shape == (118, 13)
+    np.testing.assert_allclose(a.X.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(a.Y.sum(0), [20, 24, 16])     # 59/71/48 of 178, rounded
+    assert a.widths == (13, 4, 3) and a.theta0.shape == (af.num_params(a.widths),)
+    assert not np.array_equal(wine_problem(4, 60, (4,)).X, a.X)
+    with pytest.raises(ValueError, match="`n_train`"):
+        wine_problem(0, 178)
+
+
+def test_gauss_newton_counterexample_raises_the_cost():
+    gn = gauss_newton_counterexample()
+    N = gn.X.shape[0]
+    run = descent("adapted", gn.net, gn.theta0, gn.X, gn.Y, step=float(N), n_steps=1, repeats=1)
+    assert stopping_steps(run.costs[0], 1e-6 * run.costs[0], float(N), N) == 1
+    assert run.costs[1] > run.costs[0]
+
+
+def test_tune_learning_rate_counts_divergence_as_infinite(linear_problem):
+    X, Y, theta0 = linear_problem
+    # GD on C = |θ − y|²/2N has factor 1 − η/N per step: η = 2N diverges, η = N is exact in one step
+    N = X.shape[0]
+    lr, final = tune_learning_rate("gd", af.identity_map, theta0, X, Y, [0.1 * N, float(N), 2.5 * N], n_steps=20)
+    assert lr == float(N) and final[2] > final[0] > final[1]
+    with pytest.raises(ValueError, match="'gd' or 'adam'"):
+        tune_learning_rate("adapted", af.identity_map, theta0, X, Y, [1.0], n_steps=2)
+
+
+def test_censored_steps_and_accuracy_band():
+    assert censored_steps([4.0, 2.0, 1.0], 1.5) == (2, True)
+    assert censored_steps([4.0, 2.0, 1.0], 0.5) == (3, False)
+    assert accuracy_difference_band(1.0, 1.0, 50) == 2 / 50
+    np.testing.assert_allclose(accuracy_difference_band(0.9, 0.8, 100), 2 * np.sqrt(2 * 0.85 * 0.15 / 100))
+
+
+def _fake_run(method, costs, train=1.0, test=0.9):
+    costs = np.asarray(costs, dtype=float)
+    return DescentRun(method=method, step=1.0, damping=None, costs=costs, thetas=np.zeros((costs.size, 1)),
+                      seconds=np.zeros(costs.size), step_seconds=0.0, run_seconds=np.ones(1), compile_seconds=0.0,
+                      train_accuracy=train, test_accuracy=test)
+
+
+def test_race_summary_rows_and_paired_ratios():
+    runs = {"adapted a": _fake_run("adapted", [1.0, 1e-3, 1e-7, 1e-9], test=0.9),
+            "adapted b": _fake_run("adapted", [1.0, 1e-1, 1e-3, 1e-4], test=0.95),
+            "gd": _fake_run("gd", [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01], test=0.92)}
+    seconds = np.array([[3.0, 3.3], [3.0, 3.0], [0.6, 0.6]])
+    table = race_summary(runs, seconds, 1.0, [2, 6])
+    assert table["adapted a"]["ks"] == [1, 2] and table["gd"]["ks"] == [6, -1]
+    assert table["gd"]["censored"] == [6, 7] and table["gd"]["reached"] == [True, False]
+    np.testing.assert_allclose(table["adapted a"]["step"], 1.05)
+    assert best_adapted(table) == "adapted a"
+    rows = race_rows(table, [2, 6], n_test=100)
+    assert rows[0] == ("steps to C ≤ 1e-2·C_0", "1 (adapted a)", "6 (gd)", "adapted")
+    assert rows[2][2] == "> 6 (gd)" and rows[2][3] == "adapted"
+    assert rows[-1] == ("test accuracy at the end", "0.950 (adapted b)", "0.920 (gd)", "tie within 2 s.e.")
+    md = race_markdown(rows, "toy")
+    assert md.count("\n") == len(rows) + 2 and md.startswith("| toy | adapted")
+    pr = paired_time_ratios(table, seconds, "adapted a", ["gd"], 0)
+    np.testing.assert_allclose(pr, [(1 / 3 * 3.0) / 0.6, (1 / 3 * 3.3) / 0.6])
+    with pytest.raises(ValueError, match="`seconds` must have shape"):
+        race_summary(runs, seconds[:2], 1.0, [2])
+
+
+def test_second_order_prediction_is_third_order_accurate(small_problem):
+    from adaptedflow.discrete import second_order_deviation
+    p = small_problem
+    N = p["X"].shape[0]
+    devs = []
+    for f in (0.02, 0.04):
+        h = f * N
+        run = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=h, n_steps=10, repeats=1)
+        rb = rate_bound(p["net"], run.thetas, p["X"], p["Y"], h, n_forward=sum(p["widths"]))
+        d3 = second_order_deviation(run.costs, rb.predicted)
+        assert d3[0] == 0.0 and np.all(d3 <= rb.third)
+        assert np.max(d3) < np.max(rate_deviation(run.costs, h, N))
+        devs.append(d3[1])
+    # one step: the residual is O(h³), so doubling h multiplies it by about 8
+    assert 4 < devs[1] / devs[0] < 16
+    with pytest.raises(ValueError, match="`predicted` of shape"):
+        second_order_deviation([1.0, 0.5], [0.7, 0.7])

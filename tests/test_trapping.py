@@ -80,3 +80,40 @@ def test_arclength_rejects_bad_lambda(small_problem):
         integrate_standard_arclength(p["net"], p["theta"], p["X"], p["Y"], lam=1.0, s1=0.0)
     with pytest.raises(ValueError, match="`N`"):
         bias_column_norm_bound(0)
+
+
+from adaptedflow.trapping import bias_column_deviation, output_bias_columns, search_equilibrium  # noqa: E402
+
+
+def test_bias_columns_are_exactly_e_q_kron_ones(small_problem):
+    p = small_problem
+    N, Q = p["X"].shape[0], p["Y"].shape[1]
+    Ds = np.stack([np.asarray(af.jacobian(p["net"], p["theta"] * s, p["X"])) for s in (0.5, 1.0, 3.0)])
+    assert bias_column_deviation(Ds, N, Q) == 0.0
+    cols, expected = output_bias_columns(Ds.shape[2], N, Q)
+    assert cols.tolist() == list(range(Ds.shape[2] - Q, Ds.shape[2])) and expected.shape == (N * Q, Q)
+    # the identity forces ‖D‖_op ≥ √N
+    assert np.linalg.norm(Ds[0] @ np.eye(Ds.shape[2])[:, cols[0]]) == pytest.approx(np.sqrt(N), rel=1e-15)
+    bad = Ds[0].copy()
+    bad[3, cols[1]] += 1e-6
+    assert bias_column_deviation(bad, N, Q) == pytest.approx(1e-6)
+    with pytest.raises(ValueError, match="`D` must have shape"):
+        bias_column_deviation(Ds[0][:-1], N, Q)
+    with pytest.raises(ValueError, match="`K` must be ≥ `Q`"):
+        output_bias_columns(1, N, 2)
+
+
+def test_search_equilibrium_duplicate_inputs_loses_rank():
+    """Two equal inputs with labels ±1: every equilibrium has C ≥ 1/(2N)·2 > 0 and rank D < QN (3.10)."""
+    X = jnp.asarray([[0.3, -0.2], [0.3, -0.2], [1.0, 0.5]])
+    Y = jnp.asarray([[1.0], [-1.0], [0.2]])
+    widths = (2, 3, 1)
+    e = search_equilibrium(af.mlp(widths), af.init_params(jax.random.PRNGKey(0), widths), X, Y,
+                           grad_stop=1e-6, s_first=50.0, s_max=1600.0)
+    assert e.stop in ("converged", "s_max") and e.s_end > 0
+    assert e.is_equilibrium(1e-9, 1e-6) and e.cost >= 1 / 3 - 1e-9
+    assert e.singular_values[e.QN - 1] <= e.rayleigh_bound() * (1 + 1e-8) + 1e-14
+    assert e.singular_values[e.QN - 1] / e.singular_values[0] < 1e-8
+    with pytest.raises(ValueError, match="`grad_stop`"):
+        search_equilibrium(af.mlp(widths), af.init_params(jax.random.PRNGKey(0), widths), X, Y,
+                           grad_stop=0.0, s_first=1.0, s_max=2.0)

@@ -240,3 +240,128 @@ def proposition_3_1_ratio(interval, lam: float, N: int, C_ref: float) -> float:
         raise ValueError(f"`lam` and `C_ref` must be > 0; got lam={lam!r}, C_ref={C_ref!r}.")
     bound = ell_U / lam * np.sqrt(N / (2.0 * C_ref))
     return float((s1 - s0) / bound) if bound > 0 else float("inf")
+
+
+def output_bias_columns(K: int, N: int, Q: int) -> np.ndarray:
+    r"""The columns of D for the output bias b_{L+1} of an `adaptedflow.mlp` map: e_q ⊗ 1_N.
+
+    With x_j = W_{L+1} a_L(x_j) + b_{L+1} (1.4), ∂x_{j,q}/∂b_{L+1,q'} = δ_{qq'} for every
+    input j and every θ, so in the stacked order of x (QN entries, j-major) the Q bias
+    columns form the (QN, Q) matrix 1_N ⊗ 1_Q (Kronecker), independent of θ.  The bias
+    entries are the last Q of θ (the order of (1.5)).
+
+    Args:
+        K: number of parameters (K ≥ Q).  N: number of inputs.  Q: output dimension.
+
+    Returns:
+        `(cols, expected)`: the indices of the bias columns, shape `(Q,)`, and the exact
+        columns, shape `(QN, Q)`.
+    """
+    for name, v in (("K", K), ("N", N), ("Q", Q)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"`{name}` must be a positive integer; got {v!r}.")
+    if K < Q:
+        raise ValueError(f"`K` must be ≥ `Q` (the output bias has Q entries); got K = {K}, Q = {Q}.")
+    return np.arange(K - Q, K), np.kron(np.ones((N, 1)), np.eye(Q))
+
+
+def bias_column_deviation(D, N: int, Q: int) -> float:
+    r"""max |D[:, bias] − 1_N ⊗ 1_Q|: how far the output-bias columns of D are from their exact value.
+
+    Zero in exact arithmetic for every θ (`output_bias_columns`); reverse-mode AD computes
+    these entries as products with 1, so in float64 the deviation is 0 or one rounding.
+    From this identity ‖D‖_op ≥ |D e_b| = √N for the bias column e_b, so
+    U = {‖D‖_op ≤ λ} (3.4) is empty for λ < √N (`bias_column_norm_bound`).
+
+    Args:
+        D: Jacobian of an `adaptedflow.mlp` map, shape `(QN, K)` or `(T, QN, K)` (then the max
+            over T).
+        N: number of inputs.  Q: output dimension.
+
+    Returns:
+        The largest entrywise deviation (a float ≥ 0).
+    """
+    D = np.asarray(D, dtype=np.float64)
+    if D.ndim == 2:
+        D = D[None]
+    if D.ndim != 3 or D.shape[1] != N * Q:
+        raise ValueError(f"`D` must have shape (QN, K) or (T, QN, K) with QN = {N * Q}; got {D.shape}.")
+    cols, expected = output_bias_columns(D.shape[2], N, Q)
+    return float(np.max(np.abs(D[:, :, cols] - expected[None])))
+
+
+class EquilibriumSearch(NamedTuple):
+    r"""One standard orbit run to a stopping test, then polished by Newton's method (Lemma 3.2).
+
+    Attributes:
+        stop: the stop of `integrate_until` (``"converged"``: |∇_θC| ≤ `grad_stop` reached;
+            ``"s_max"``: not within the longest time, reported).
+        s_end: the time the orbit was followed.
+        theta: the polished point θ_*, shape `(K,)`.
+        cost: C(θ_*).  grad_norm: |∇_θC(θ_*)|.  residual: |x[θ_*] − y_ω|.
+        singular_values: of D[θ_*], descending, shape `(min(QN, K),)`.
+        QN: number of outputs.  N: number of inputs.
+        max_abs_theta: max |θ_*| (large on orbits heading to an infimum at infinity).
+    """
+
+    stop: str
+    s_end: float
+    theta: np.ndarray
+    cost: float
+    grad_norm: float
+    residual: float
+    singular_values: np.ndarray
+    QN: int
+    N: int
+    max_abs_theta: float
+
+    def is_equilibrium(self, grad_tol: float, cost_min: float) -> bool:
+        """|∇_θC| ≤ `grad_tol` and C > `cost_min`: a non-global equilibrium (to tolerance)."""
+        return bool(self.grad_norm <= grad_tol and self.cost > cost_min)
+
+    def rayleigh_bound(self) -> float:
+        r"""N|∇_θC|/|x − y_ω|, an upper bound of σ_QN(D) at θ_* (proof of (3.10)).
+
+        D^T(x − y_ω) = N∇_θC, so σ_QN(D) ≤ |Dᵀu|/|u| with u = x − y_ω (QN ≤ K)."""
+        return float(self.N * self.grad_norm / self.residual)
+
+
+def search_equilibrium(output_map, theta0, X, Y, *, grad_stop: float, s_first: float, s_max: float,
+                       newton_tol: float = 1e-13, **kwargs) -> EquilibriumSearch:
+    r"""Run the standard flow (1.9) until |∇_θC| ≤ `grad_stop` (or `s_max`), then Newton-polish.
+
+    The orbit is followed with `adaptedflow.integrate_until` (a convergence run: doubling
+    segments, the stopping test after each; an orbit still moving at `s_max` is reported
+    with ``stop="s_max"``, never raised); its end point is then polished with
+    `adaptedflow.critical.newton_to_critical` to |∇_θC| ≤ `newton_tol` where Newton
+    converges.
+
+    Args:
+        output_map, theta0, X, Y: as for `integrate_flow`; shapes `(K,)`, `(N, M)`, `(N, Q)`.
+        grad_stop: the stopping test |∇_θC| ≤ grad_stop (> 0).
+        s_first, s_max: first segment and longest time (0 < s_first ≤ s_max).
+        newton_tol: Newton's stopping test.
+        **kwargs: passed to `integrate_until` (rtol, atol, …).
+
+    Returns:
+        An `EquilibriumSearch`.
+
+    References:
+        Lemma 3.2, (3.10).
+    """
+    from .critical import cost_gradient, newton_to_critical
+    from .integrate import integrate_until
+
+    if not (np.isfinite(grad_stop) and grad_stop > 0):
+        raise ValueError(f"`grad_stop` must be a positive number; got {grad_stop!r}.")
+    theta0, X, Y = validate_data(theta0, X, Y)
+    grad = lambda t: float(np.linalg.norm(np.asarray(cost_gradient(output_map, jnp.asarray(t), X, Y))))
+    orbit = integrate_until("standard", output_map, theta0, X, Y, s_first=s_first, s_max=s_max, n_save=2,
+                            converged=lambda t: grad(t) <= grad_stop, **kwargs)
+    th, _ = newton_to_critical(output_map, orbit.theta_end, X, Y, tol=newton_tol)
+    x, D = outputs_and_jacobian(output_map, jnp.asarray(th), X)
+    return EquilibriumSearch(
+        stop=orbit.stop, s_end=float(orbit.s_end), theta=np.asarray(th), cost=float(cost(x, Y)),
+        grad_norm=grad(th), residual=float(jnp.linalg.norm(x - Y.reshape(-1))),
+        singular_values=np.linalg.svd(np.asarray(D), compute_uv=False), QN=int(Y.size), N=int(X.shape[0]),
+        max_abs_theta=float(np.max(np.abs(th))))
