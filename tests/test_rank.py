@@ -131,3 +131,49 @@ def test_init_params_batch_has_the_law_of_init_params():
     np.testing.assert_allclose(sd[16:24], 1 / np.sqrt(4), rtol=0.1)   # W_2 ~ N(0, 1/M_1)
     with pytest.raises(ValueError, match="`n`"):
         init_params_batch(jax.random.PRNGKey(0), widths, 0)
+
+
+def test_rank_certificates_counts_certified_and_structural():
+    from adaptedflow.rank import rank_certificates
+    key = jax.random.PRNGKey(0)
+    uni = rank_trials(key, 50, 6, 6, "uniform")
+    sub = rank_trials(jax.random.fold_in(key, 1), 50, 6, 8, "subsphere")
+    c = rank_certificates([(uni, 6, 6)])
+    assert c.n == 50 and c.certified + c.uncertified == 50
+    assert c.rank_deficient == 0 and c.structural == 0 and c.max_gap == 0.0
+    s = rank_certificates([(sub, 6, 8)])
+    assert s.certified == 0 and s.rank_deficient == 50 and s.structural == 50
+    both = rank_certificates([(uni, 6, 6), (sub, 6, 8)])
+    assert both.n == 100 and both.structural == 50
+    with pytest.raises(ValueError, match="factor"):
+        rank_certificates([(uni, 6, 6)], factor=1.0)
+    with pytest.raises(ValueError, match="trials"):
+        rank_certificates([])
+
+
+def test_max_relative_sigma_min_separates_lost_from_kept():
+    from adaptedflow.rank import max_relative_sigma_min
+    key = jax.random.PRNGKey(2)
+    assert max_relative_sigma_min([(rank_trials(key, 20, 6, 9, "subsphere"), 6, 9)]) < 1.0
+    assert max_relative_sigma_min([(rank_trials(key, 20, 6, 9, "uniform"), 6, 9)]) > 1.0
+
+
+@pytest.mark.parametrize("widths", [(3, 4, 2), (2, 3, 3, 3), (3, 5, 1)])
+def test_structural_orthogonal_pair_indices_are_orthogonal(rng, widths):
+    from adaptedflow.rank import structural_orthogonal_pair_indices
+    I, J = structural_orthogonal_pair_indices(widths)
+    assert I.size == structural_orthogonal_pairs(widths)
+    assert np.all(I < J)
+    X = rng.normal(size=(4, widths[0]))
+    D = np.asarray(af.jacobian(af.mlp(widths), af.init_params(jax.random.PRNGKey(3), widths), X))
+    E, _ = normalized_columns(D)
+    if I.size:
+        assert np.max(np.abs(np.sum(E[:, I] * E[:, J], axis=0))) == 0.0
+
+
+def test_fraction_below_quantile():
+    from adaptedflow.rank import fraction_below_quantile
+    ref = np.arange(1.0, 101.0)
+    assert fraction_below_quantile(np.array([0.5, 3.0, 50.0]), ref, 0.05) == (2, 3)
+    with pytest.raises(ValueError, match="q"):
+        fraction_below_quantile(ref, ref, 1.5)

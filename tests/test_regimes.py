@@ -122,3 +122,31 @@ def test_newton_critical_point_finds_least_squares_solution(rng):
     assert hist[0] > 0.1 and hist[-1] < 1e-12
     with pytest.raises(ValueError, match="n_iter"):
         newton_critical_point(_linear_map, jnp.zeros(3), X, Y, n_iter=0)
+
+
+def test_reference_critical_point_is_critical_with_positive_cost():
+    import jax.numpy as jnp
+    from adaptedflow.regimes import reference_critical_point, tangential_residual
+    widths, X, Y, theta = reference_critical_point()
+    net = af.mlp(widths)
+    assert theta.shape == (af.num_params(widths),) and X.shape == (20, 2) and Y.shape == (20, 2)
+    tang, floor = tangential_residual(net, theta, X, Y)
+    assert tang <= floor
+    assert abs(float(af.cost(net(jnp.asarray(theta), X), Y)) - 7.4078e-3) < 1e-6
+    again = reference_critical_point()[3]
+    np.testing.assert_array_equal(theta, again)
+
+
+def test_orbit_until_outcome_converges_and_rejects_on_rank_loss():
+    import jax
+    from adaptedflow.regimes import orbit_until_outcome, reference_critical_point, tangential_residual
+    widths, X, Y, theta = reference_critical_point()
+    net = af.mlp(widths)
+    start = theta + 1e-4 * np.asarray(jax.random.normal(jax.random.PRNGKey(1), theta.shape))
+    o, out = orbit_until_outcome("adapted-under", net, start, X, Y, s_first=5.0, s_max=5000.0, n_save=5,
+                                 converged=lambda th: tangential_residual(net, th, X, Y)[0] <= 1e-6)
+    assert out == "converged" and o.stop == "converged"
+    assert tangential_residual(net, o.theta_end, X, Y)[0] <= 1e-6
+    with pytest.raises(ValueError, match="on_rank_loss"):
+        orbit_until_outcome("adapted-under", net, start, X, Y, converged=lambda th: True, s_first=1.0, s_max=2.0,
+                            on_rank_loss="raise")

@@ -329,3 +329,151 @@ def init_params_batch(key, widths: Sequence[int], n: int, *, scale: float = 1.0)
     sd = np.concatenate([np.concatenate([np.full(a * b, scale / math.sqrt(a)), np.full(b, scale * math.sqrt(0.1))])
                          for a, b in zip(widths[:-1], widths[1:])])
     return jax.random.normal(key, (int(n), K), dtype=jnp.float64) * jnp.asarray(sd)
+
+
+#: Default factor c of the conditioning cap: a draw is certified full rank when
+#: σ_min/σ_max ≥ c·max(QN, K)·eps (see `rank_certificates`).
+CERTIFY_FACTOR = 10.0
+#: A numerical rank loss whose gap σ_r/σ_{r+1} is at least this is structural: the lost
+#: singular value sits at rounding level (≲ max(QN, K)·eps·σ_1 ≈ 1e-14σ_1) next to genuine
+#: ones (≳ 1e-4σ_1).  Ill-conditioning gives gaps of order 1 to 1e5.
+STRUCTURAL_GAP = 1e10
+
+
+class RankCertificates(NamedTuple):
+    r"""How float64 decides rank QN over a pool of trials of `rank_trials`.
+
+    Attributes:
+        n: number of trials pooled.
+        certified: trials with σ_min/σ_max ≥ c·max(QN, K)·eps: the backward error of the
+            SVD (≤ max(QN, K)·eps·σ_max, Weyl's inequality) cannot close that gap, so the
+            stored float64 matrix has rank min(QN, K) exactly.
+        uncertified: n − certified: draws above the conditioning cap κ > 1/(c·max(QN, K)·eps),
+            where float64 cannot decide the rank.
+        rank_deficient: trials whose numerical rank (threshold max(QN, K)·eps) is below full.
+        structural: rank-deficient trials with gap ≥ `structural_gap` (a lost direction at
+            rounding level: what a measure charging a hyperplane produces).
+        max_gap: the largest gap σ_r/σ_{r+1} among rank-deficient trials (0 if none).
+        min_ratio: the smallest σ_min/σ_max over the pool.
+    """
+
+    n: int
+    certified: int
+    uncertified: int
+    rank_deficient: int
+    structural: int
+    max_gap: float
+    min_ratio: float
+
+
+def rank_certificates(trials: Sequence[tuple[dict, int, int]], *, factor: float = CERTIFY_FACTOR,
+                      structural_gap: float = STRUCTURAL_GAP) -> RankCertificates:
+    r"""Pool trials of `rank_trials` and count how many float64 certifies as full rank.
+
+    A probability-one statement (Proposition 2.2, (2.13)) is a statement in exact
+    arithmetic; in float64 a draw's rank is decided only where its conditioning allows.
+    The computed singular values of E ∈ R^{QN×K} are those of E + ΔE with
+    ‖ΔE‖₂ ≲ max(QN, K)·eps·σ_max (a backward-stable SVD), so σ_min/σ_max ≥
+    c·max(QN, K)·eps with c > 1 certifies σ_min(E) > 0 (Weyl).  Draws above this cap are
+    counted apart; among them, a *structural* loss (gap ≥ `structural_gap`) is what a
+    violation of (2.13) would look like, ill-conditioning (small gap) is not.
+
+    Args:
+        trials: `(result, dim, K)` triples, `result` a dict returned by `rank_trials`
+            with `dim` = QN and `K` vectors.
+        factor: c, the margin of the certificate over the backward error (> 1).
+        structural_gap: the gap from which a rank loss counts as structural.
+
+    Returns:
+        A `RankCertificates`.
+
+    Raises:
+        ValueError: `trials` empty, `factor` ≤ 1.
+    """
+    trials = list(trials)
+    if not trials:
+        raise ValueError("`trials` must hold at least one (result, dim, K) triple.")
+    if not factor > 1:
+        raise ValueError(f"`factor` must be > 1 (the certificate must beat the backward error); got {factor!r}.")
+    n = cert = deficient = structural = 0
+    max_gap, min_ratio = 0.0, math.inf
+    for res, dim, K in trials:
+        ratio = np.asarray(res["ratio"])
+        full = np.asarray(res["full"], dtype=bool)
+        gap = np.asarray(res["gap"])
+        n += ratio.size
+        cert += int(np.sum(ratio >= factor * default_rank_tolerance((dim, K))))
+        deficient += int(np.sum(~full))
+        structural += int(np.sum(~full & (gap >= structural_gap)))
+        if np.any(~full):
+            max_gap = max(max_gap, float(np.nanmax(gap[~full])))
+        min_ratio = min(min_ratio, float(np.min(ratio)))
+    return RankCertificates(n=n, certified=cert, uncertified=n - cert, rank_deficient=deficient,
+                            structural=structural, max_gap=max_gap, min_ratio=min_ratio)
+
+
+def max_relative_sigma_min(trials: Sequence[tuple[dict, int, int]]) -> float:
+    r"""max over trials of (σ_min/σ_max) / (max(QN, K)·eps): ≤ 1 iff every trial lost numerical rank.
+
+    Args:
+        trials: `(result, dim, K)` triples from `rank_trials`.
+
+    Returns:
+        The largest σ_min/σ_max in units of the rank threshold of its shape (a float ≥ 0).
+    """
+    trials = list(trials)
+    if not trials:
+        raise ValueError("`trials` must hold at least one (result, dim, K) triple.")
+    return max(float(np.max(np.asarray(res["ratio"]))) / default_rank_tolerance((dim, K)) for res, dim, K in trials)
+
+
+def structural_orthogonal_pair_indices(widths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    r"""The column pairs (i, j) of D counted by `structural_orthogonal_pairs`.
+
+    Output row k of the last layer, x_j = W_{L+1}x_j^{(L)} + b_{L+1} (1.4), has the
+    parameters W_{L+1}[k, :] and (b_{L+1})_k, laid out as in (1.5); their columns of D are
+    supported on the coordinates (x_j)_k, j = 1…N.  Every pair from two different rows
+    k ≠ k' is orthogonal for every θ and every input.
+
+    Args:
+        widths: `(M, M_1, …, M_L, Q)`.
+
+    Returns:
+        `(I, J)`: index arrays into θ, each of shape `((M_L + 1)²·Q(Q−1)/2,)`, with I < J.
+    """
+    widths = tuple(widths)
+    K = num_params(widths)
+    m_last, Q = widths[-2], widths[-1]
+    base = K - (m_last * Q + Q)                      # first entry of W_{L+1}
+    rows = [np.concatenate([base + k * m_last + np.arange(m_last), [base + Q * m_last + k]]) for k in range(Q)]
+    I, J = [], []
+    for k in range(Q):
+        for kk in range(k + 1, Q):
+            a, b = np.meshgrid(rows[k], rows[kk], indexing="ij")
+            I.append(a.ravel())
+            J.append(b.ravel())
+    if not I:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    I, J = np.concatenate(I), np.concatenate(J)
+    return np.minimum(I, J), np.maximum(I, J)
+
+
+def fraction_below_quantile(values, reference, q: float = 0.05) -> tuple[int, int]:
+    r"""How many of `values` lie below the q-quantile of `reference`: (k, n).
+
+    If `values` had the law of `reference`, k/n would estimate q.  Used to compare
+    λ_min/λ_max of real Jacobians with the i.i.d. model (2.13).
+
+    Args:
+        values: 1-D sample, shape `(n,)`.  reference: 1-D sample.  q: the quantile in (0, 1).
+
+    Returns:
+        `(k, n)`.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    r = np.asarray(reference, dtype=np.float64).ravel()
+    if v.size == 0 or r.size == 0:
+        raise ValueError(f"`values` and `reference` must be non-empty; got sizes {v.size}, {r.size}.")
+    if not 0 < q < 1:
+        raise ValueError(f"`q` must lie in (0, 1); got {q!r}.")
+    return int(np.sum(v < np.quantile(r, q))), int(v.size)

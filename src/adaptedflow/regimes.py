@@ -412,3 +412,104 @@ def crossing_time(s, values, level: float) -> float:
         return float(s[0])
     a, b = np.log(v[k - 1]), np.log(v[k])
     return float(s[k - 1] + (s[k] - s[k - 1]) * (a - np.log(level)) / (a - b))
+
+
+def tangential_residual(output_map, theta, X, Y) -> tuple[float, float]:
+    r"""|P̃(x − y_ω)|/|x − y_ω| at θ, the residual of (5.6), and its rounding floor.
+
+    The floor is QN·cond(D)·eps·(|x| + |y_ω|)/|x − y_ω|: r = x − y_ω is a difference of
+    vectors of sizes |x|, |y_ω|, and P̃ from the SVD is accurate to cond(D)·eps
+    (`range_projector`); a residual at the floor is zero to rounding.
+
+    Args:
+        output_map: `output_map(theta, X) -> x`.  theta: shape `(K,)`, K ≤ QN.
+        X: inputs, shape `(N, M)`.  Y: targets, shape `(N, Q)`.
+
+    Returns:
+        `(tangential, floor)`, two floats.
+    """
+    theta = jnp.asarray(theta, dtype=jnp.float64)
+    x, D = _outputs_and_jacobian_jit(output_map, theta, jnp.asarray(X, dtype=jnp.float64))
+    x, D = np.asarray(x), np.asarray(D)
+    y = np.asarray(Y, dtype=np.float64).reshape(-1)
+    tang = critical_residuals(D, x, y)[0]
+    s = np.linalg.svd(D, compute_uv=False)
+    floor = D.shape[0] * (s[0] / s[-1]) * _EPS * (np.linalg.norm(x) + np.linalg.norm(y)) / np.linalg.norm(x - y)
+    return float(tang), float(floor)
+
+
+_EPS = float(np.finfo(np.float64).eps)
+
+#: Outcomes reported by `orbit_until_outcome`.
+UNTIL_OUTCOMES = ("converged", "s_max", "eps", "rank-loss", "rank-loss at start", "stalled")
+
+
+def orbit_until_outcome(flow: str, output_map, theta0, X, Y, *, converged, s_first: float, s_max: float,
+                        **kwargs):
+    r"""`integrate_until` with the rank-loss event on, classifying the orbit as `orbit_outcome` does.
+
+    A *convergence* run: the orbit is followed until `converged(theta)` holds (checked
+    at the ends of segments of doubling length), a rank loss stops it, or `s_max` is
+    reached, which is reported (outcome ``"s_max"``), never raised.
+
+    Args:
+        flow, output_map, theta0, X, Y: as for `adaptedflow.integrate_flow`.
+        converged: the stopping test, `converged(theta) -> bool`.
+        s_first: length of the first segment.  s_max: the longest time followed.
+        **kwargs: passed to `integrate_until` (rtol, atol, rank_rtol, max_steps, n_save).
+
+    Returns:
+        `(orbit, outcome)`: the `Orbit` (None for the last two outcomes) and one of
+        `UNTIL_OUTCOMES`.
+    """
+    from .integrate import integrate_until
+
+    if "on_rank_loss" in kwargs:
+        raise ValueError("`orbit_until_outcome` sets `on_rank_loss='stop'` itself; do not pass it.")
+    try:
+        orbit = integrate_until(flow, output_map, theta0, X, Y, converged=converged, s_first=s_first,
+                                s_max=s_max, on_rank_loss="stop", **kwargs)
+    except RankLossError:
+        return None, "rank-loss at start"
+    except RuntimeError as exc:
+        if "maximum number of" in str(exc) or "max_steps" in str(exc):
+            return None, "stalled"
+        raise
+    return orbit, orbit.stop
+
+
+#: A critical point θ_* of (5.2) for the data of `reference_critical_point` (the limit of a
+#: converged Gauss–Newton orbit, polished by Newton), K = 12 entries laid out as (1.5).
+_REFERENCE_THETA_STAR = (
+    -0.538178299407781, -0.49794080161452026, 0.02683350258011148, -0.45433632379921707, 0.18191396561573453,
+    0.24988795560538007, -0.47184378971427776, 0.1674750166013277, 0.8898045882840044, -0.8647370039567857,
+    0.04752270320438824, -0.18002436590493986,
+)
+
+
+def reference_critical_point(*, n_newton: int = 3):
+    r"""A fixed under-parametrized critical point, the same for every reader: (widths, X, Y, θ_*).
+
+    The student MLP (2, 2, 2) (K = 12) fits N = 20 inputs X ~ N(0, I₂) labelled by a teacher
+    MLP (2, 8, 2) plus noise 0.05·N(0, I) (QN = 40 > K), all drawn from `PRNGKey(0)` as in
+    the under-parametrized chapter; θ_* is stored as literal numbers (the limit of an orbit
+    of (5.2)) and polished by `n_newton` Newton steps on ∇_θC = 0, so it satisfies (5.6) to
+    the rounding floor with rank D = K, C_* ≈ 7.41e-3 > 0 (Remark 5.2).
+
+    Args:
+        n_newton: Newton steps applied to the stored θ_* (≥ 1).
+
+    Returns:
+        `(widths, X, Y, theta_star)`: `(2, 2, 2)`, X shape `(20, 2)`, Y shape `(20, 2)`,
+        θ_* shape `(12,)`.
+    """
+    from .network import init_params, mlp
+
+    widths, teacher, N, noise = (2, 2, 2), (2, 8, 2), 20, 0.05
+    key = jax.random.PRNGKey(0)
+    X = jax.random.normal(jax.random.fold_in(key, 0), (N, 2), dtype=jnp.float64)
+    y = (mlp(teacher)(init_params(jax.random.fold_in(key, 1), teacher), X)
+         + noise * jax.random.normal(jax.random.fold_in(key, 2), (2 * N,), dtype=jnp.float64))
+    theta, _ = newton_critical_point(mlp(widths), np.asarray(_REFERENCE_THETA_STAR), X, y.reshape(N, 2),
+                                     n_iter=n_newton)
+    return widths, np.asarray(X), np.asarray(y.reshape(N, 2)), theta
