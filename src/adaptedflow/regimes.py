@@ -339,8 +339,14 @@ def orbit_outcome(flow: str, output_map, theta0, X, Y, **kwargs):
     """
     if "on_rank_loss" in kwargs:
         raise ValueError("`orbit_outcome` sets `on_rank_loss='stop'` itself; do not pass it.")
+    return _with_outcome(lambda: integrate_flow(flow, output_map, theta0, X, Y, on_rank_loss="stop", **kwargs))
+
+
+def _with_outcome(solve):
+    """Run `solve()` (an integration with ``on_rank_loss="stop"``) and classify how it
+    ended: `(orbit, orbit.stop)`, or `(None, "rank-loss at start")` / `(None, "stalled")`."""
     try:
-        orbit = integrate_flow(flow, output_map, theta0, X, Y, on_rank_loss="stop", **kwargs)
+        orbit = solve()
     except RankLossError:
         return None, "rank-loss at start"
     except RuntimeError as exc:
@@ -466,16 +472,8 @@ def orbit_until_outcome(flow: str, output_map, theta0, X, Y, *, converged, s_fir
 
     if "on_rank_loss" in kwargs:
         raise ValueError("`orbit_until_outcome` sets `on_rank_loss='stop'` itself; do not pass it.")
-    try:
-        orbit = integrate_until(flow, output_map, theta0, X, Y, converged=converged, s_first=s_first,
-                                s_max=s_max, on_rank_loss="stop", **kwargs)
-    except RankLossError:
-        return None, "rank-loss at start"
-    except RuntimeError as exc:
-        if "maximum number of" in str(exc) or "max_steps" in str(exc):
-            return None, "stalled"
-        raise
-    return orbit, orbit.stop
+    return _with_outcome(lambda: integrate_until(flow, output_map, theta0, X, Y, converged=converged,
+                                                 s_first=s_first, s_max=s_max, on_rank_loss="stop", **kwargs))
 
 
 #: A critical point θ_* of (5.2) for the data of `reference_critical_point` (the limit of a
