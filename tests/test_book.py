@@ -219,6 +219,9 @@ def test_seed_sweep_reports_the_worst_margin_and_the_failing_seeds(tmp_path):
     line = next(x for x in proc.stdout.splitlines() if "thm-2.1 (main)" in x)
     assert line.split()[3:] == ["bound", "4", "1.14", "3", "3", "!"]    # 0.4/0.35 at seed 3, failed there
     assert "counterexample varies with the seed" in proc.stdout
+    staged = json.loads((root / "_build" / "seeds" / "fast" / "seed-2" / "stage" / "book" / "sweep.ipynb").read_text())
+    box = "".join(next(c for c in staged["cells"] if "af-result" in c["metadata"].get("tags", []))["source"])
+    assert "fast parameters, seed 2" in box and "§4.2: fails as written" in box
     rows = json.loads((root / "_build" / "seeds" / "fast" / "margins.json").read_text())
     main = next(r for r in rows if r["id"] == "thm-2.1")
     assert main["failed"] == [3] and main["worst_seed"] == 3 and main["seeds"] == [0, 1, 2, 3]

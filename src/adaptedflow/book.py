@@ -280,7 +280,7 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
     detail = None
     if out.exists():
         _hide_injected(out)
-        _insert_result_box(out, collect(claims / name) if (claims / name).is_dir() else [],
+        _insert_result_box(out, [r for r in collect(claims) if r["chapter"] == name],
                            mode="full" if full else "fast", parameters={**_notebook_defaults(src), **params})
     if not ok:
         detail = _first_error(out) if out.exists() else None

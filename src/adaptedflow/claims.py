@@ -328,6 +328,15 @@ def clear_chapter(chapter: str, directory: Path | None = None) -> None:
             p.unlink()
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|$#])")
+
+
+def _md_escape(text: str) -> str:
+    """Backslash-escape Markdown's (and MyST's math) special characters, so a finding
+    such as "s_*(ε)" or "|P_r∇C|" renders as written."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def verdicts_markdown(records: list[dict]) -> str:
     """The statements behind `records`, one paragraph each: the statement's label, its
     verdict, how its checks came out (by kind) and its findings.  Chapters show this as
@@ -350,7 +359,7 @@ def verdicts_markdown(records: list[dict]) -> str:
         findings = [f for r in recs for f in r.get("findings", [])]
         text = f"**{labels.get(sid, sid)}: {recs[0]['verdict']}.** Checks: {checks}."
         if findings:
-            text += "\n" + "\n".join(f"- {f}" for f in findings)
+            text += "\n" + "\n".join(f"- {_md_escape(f)}" for f in findings)
         out.append(text)
     return "\n\n".join(out)
 
