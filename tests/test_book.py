@@ -73,7 +73,15 @@ def test_generated_pages_and_json(built_book):
     assert {c["chapter"] for c in manifest["chapters"]} >= {Path(e).name for e in toc_chapters(ROOT)}
     page = (html / "book" / "claims.html").read_text()
     assert "thm-2.1" in page or "Theorem 2.1" in page
-    assert "not yet reproduced" in page                      # honest about coverage
+    from adaptedflow.statements import STATEMENTS
+
+    checked = {r["id"] for r in claims}
+    if any(sid not in checked for sid, *_ in STATEMENTS):
+        assert "not yet reproduced" in page                  # honest about coverage
+    assert f"{sum(sid in checked for sid, *_ in STATEMENTS)} of the paper’s {len(STATEMENTS)} statements" in page
+    for verdict in ("reproduced", "fails as written", "vacuous as written", "open question answered"):
+        assert verdict in page
+    assert "counterexample confirmed" in page and "Clopper–Pearson" in page
     assert 'href="02_exponential_rate.html#claim-thm-2.1-rate"' in page
     assert 'id="claim-thm-2.1-rate"' in (html / "book" / "02_exponential_rate.html").read_text()
     repro = (html / "book" / "reproducibility.html").read_text()

@@ -234,7 +234,14 @@ def results_at_a_glance(records: list[dict], *, chapter_pages: dict[str, str]) -
             vac = [f for r in recs for f in r.get("findings", []) if "vacuous" in f.lower()]
             if recs[0]["verdict"] != verdict and not (verdict == "vacuous as written" and vac):
                 continue
-            finding = (vac or [f for r in recs for f in r.get("findings", [])] or [recs[0]["quantity"]])[0]
+            cx = [r for r in recs if r.get("kind") == "counterexample"]
+            if vac:
+                finding = vac[0]
+            elif cx:        # the fixed instance is the evidence: its measured numbers
+                finding = "; ".join(f"{r['quantity']} = {r['measured']:.3g}" if isinstance(r["measured"], float)
+                                    else r["quantity"] for r in sorted(cx, key=lambda r: r["part"], reverse=True))
+            else:
+                finding = ([f for r in recs for f in r.get("findings", [])] or [recs[0]["quantity"]])[0]
             page = chapter_pages.get(recs[0]["chapter"], recs[0]["chapter"])
             lines.append(f"- *{verdict}*: [{labels.get(sid, sid)}]({page}.ipynb): {_md_escape(finding)}")
     return "\n".join(lines) + "\n"
