@@ -82,7 +82,8 @@ def test_arclength_rejects_bad_lambda(small_problem):
         bias_column_norm_bound(0)
 
 
-from adaptedflow.trapping import bias_column_deviation, output_bias_columns, search_equilibrium  # noqa: E402
+from adaptedflow.network import output_bias_jacobian  # noqa: E402
+from adaptedflow.trapping import bias_column_deviation, search_equilibrium  # noqa: E402
 
 
 def test_bias_columns_are_exactly_e_q_kron_ones(small_problem):
@@ -90,7 +91,7 @@ def test_bias_columns_are_exactly_e_q_kron_ones(small_problem):
     N, Q = p["X"].shape[0], p["Y"].shape[1]
     Ds = np.stack([np.asarray(af.jacobian(p["net"], p["theta"] * s, p["X"])) for s in (0.5, 1.0, 3.0)])
     assert bias_column_deviation(Ds, N, Q) == 0.0
-    cols, expected = output_bias_columns(Ds.shape[2], N, Q)
+    cols, expected = output_bias_jacobian(Ds.shape[2], N, Q)
     assert cols.tolist() == list(range(Ds.shape[2] - Q, Ds.shape[2])) and expected.shape == (N * Q, Q)
     # the identity forces ‖D‖_op ≥ √N
     assert np.linalg.norm(Ds[0] @ np.eye(Ds.shape[2])[:, cols[0]]) == pytest.approx(np.sqrt(N), rel=1e-15)
@@ -100,7 +101,7 @@ def test_bias_columns_are_exactly_e_q_kron_ones(small_problem):
     with pytest.raises(ValueError, match="`D` must have shape"):
         bias_column_deviation(Ds[0][:-1], N, Q)
     with pytest.raises(ValueError, match="`K` must be ≥ `Q`"):
-        output_bias_columns(1, N, 2)
+        output_bias_jacobian(1, N, 2)
 
 
 def test_search_equilibrium_duplicate_inputs_loses_rank():

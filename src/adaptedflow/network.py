@@ -136,3 +136,25 @@ def identity_map(theta: jax.Array, X: jax.Array) -> jax.Array:
     r"""The output map x[θ] = θ (K = QN, D = 1): every flow becomes the comparison model (1.11)."""
     return theta
 
+
+def output_bias_jacobian(K: int, N: int, Q: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""The columns of D for the output bias b_{L+1} of an `adaptedflow.mlp` map: e_q ⊗ 1_N.
+
+    With x_j = W_{L+1} a_L(x_j) + b_{L+1} (1.4), ∂x_{j,q}/∂b_{L+1,q'} = δ_{qq'} for every
+    input j and every θ, so in the stacked order of x (QN entries, j-major) the Q bias
+    columns form the (QN, Q) matrix 1_N ⊗ 1_Q (Kronecker), independent of θ.  The bias
+    entries are the last Q of θ (the order of (1.5)).
+
+    Args:
+        K: number of parameters (K ≥ Q).  N: number of inputs.  Q: output dimension.
+
+    Returns:
+        `(cols, expected)`: the indices of the bias columns, shape `(Q,)`, and the exact
+        columns, shape `(QN, Q)`.
+    """
+    for name, v in (("K", K), ("N", N), ("Q", Q)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"`{name}` must be a positive integer; got {v!r}.")
+    if K < Q:
+        raise ValueError(f"`K` must be ≥ `Q` (the output bias has Q entries); got K = {K}, Q = {Q}.")
+    return np.arange(K - Q, K), np.kron(np.ones((N, 1)), np.eye(Q))

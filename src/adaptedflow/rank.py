@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_float64_matrix
-from .network import num_params
+from .network import num_params, output_bias_jacobian
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -257,12 +257,10 @@ def output_bias_columns(widths: Sequence[int], N: int) -> tuple[np.ndarray, np.n
         normalised columns, shape `(QN, Q)`.
     """
     widths = tuple(widths)
-    K, Q = num_params(widths), widths[-1]
     if not isinstance(N, (int, np.integer)) or N < 1:
         raise ValueError(f"`N` must be a positive integer; got {N!r}.")
-    idx = np.arange(K - Q, K)
-    E = np.tile(np.eye(Q), (N, 1)) / math.sqrt(N)
-    return idx, E
+    idx, cols = output_bias_jacobian(num_params(widths), N, widths[-1])
+    return idx, cols / math.sqrt(N)
 
 
 def ks_two_sample(a, b, alpha: float = 1e-3) -> tuple[float, float]:

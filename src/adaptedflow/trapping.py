@@ -21,7 +21,7 @@ from scipy.optimize import brentq
 
 from ._checks import validate_data
 from .cost import cost, grad_x_cost, outputs_and_jacobian
-from .network import mlp, num_params
+from .network import mlp, num_params, output_bias_jacobian
 
 
 def rayleigh_quotient(D: jax.Array, grad_x: jax.Array) -> jax.Array:
@@ -242,33 +242,10 @@ def proposition_3_1_ratio(interval, lam: float, N: int, C_ref: float) -> float:
     return float((s1 - s0) / bound) if bound > 0 else float("inf")
 
 
-def output_bias_columns(K: int, N: int, Q: int) -> np.ndarray:
-    r"""The columns of D for the output bias b_{L+1} of an `adaptedflow.mlp` map: e_q ⊗ 1_N.
-
-    With x_j = W_{L+1} a_L(x_j) + b_{L+1} (1.4), ∂x_{j,q}/∂b_{L+1,q'} = δ_{qq'} for every
-    input j and every θ, so in the stacked order of x (QN entries, j-major) the Q bias
-    columns form the (QN, Q) matrix 1_N ⊗ 1_Q (Kronecker), independent of θ.  The bias
-    entries are the last Q of θ (the order of (1.5)).
-
-    Args:
-        K: number of parameters (K ≥ Q).  N: number of inputs.  Q: output dimension.
-
-    Returns:
-        `(cols, expected)`: the indices of the bias columns, shape `(Q,)`, and the exact
-        columns, shape `(QN, Q)`.
-    """
-    for name, v in (("K", K), ("N", N), ("Q", Q)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{name}` must be a positive integer; got {v!r}.")
-    if K < Q:
-        raise ValueError(f"`K` must be ≥ `Q` (the output bias has Q entries); got K = {K}, Q = {Q}.")
-    return np.arange(K - Q, K), np.kron(np.ones((N, 1)), np.eye(Q))
-
-
 def bias_column_deviation(D, N: int, Q: int) -> float:
     r"""max |D[:, bias] − 1_N ⊗ 1_Q|: how far the output-bias columns of D are from their exact value.
 
-    Zero in exact arithmetic for every θ (`output_bias_columns`); reverse-mode AD computes
+    Zero in exact arithmetic for every θ (`network.output_bias_jacobian`); reverse-mode AD computes
     these entries as products with 1, so in float64 the deviation is 0 or one rounding.
     From this identity ‖D‖_op ≥ |D e_b| = √N for the bias column e_b, so
     U = {‖D‖_op ≤ λ} (3.4) is empty for λ < √N (`bias_column_norm_bound`).
@@ -286,7 +263,7 @@ def bias_column_deviation(D, N: int, Q: int) -> float:
         D = D[None]
     if D.ndim != 3 or D.shape[1] != N * Q:
         raise ValueError(f"`D` must have shape (QN, K) or (T, QN, K) with QN = {N * Q}; got {D.shape}.")
-    cols, expected = output_bias_columns(D.shape[2], N, Q)
+    cols, expected = output_bias_jacobian(D.shape[2], N, Q)
     return float(np.max(np.abs(D[:, :, cols] - expected[None])))
 
 
