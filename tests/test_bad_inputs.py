@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
+from adaptedflow.book import claims
 
 X, OMEGA, Y = af.gaussian_clusters(jax.random.PRNGKey(0), 6, 2, 2)
 WIDTHS = (2, 8, 8, 2)
@@ -85,13 +86,13 @@ CASES = {
     "kernel cannot resolve the cut-off": (lambda: af.adapted_step_direction(NET, THETA, X, Y, flow="least-squares",
                                                                             method="structured", pinv_rtol=1e-12),
                                           ValueError, "cannot tell"),
-    "malformed claim id": (lambda: af.check("Theorem 2.1", 0.0, 1.0, statement="s", quantity="q", kind="bound"),
+    "malformed claim id": (lambda: claims.check("Theorem 2.1", 0.0, 1.0, statement="s", quantity="q", kind="bound"),
                            ValueError, "`claim_id` must look like"),
-    "claim of no kind": (lambda: af.check("thm-2.1", 0.0, 1.0, statement="s", quantity="q", kind="true"),
+    "claim of no kind": (lambda: claims.check("thm-2.1", 0.0, 1.0, statement="s", quantity="q", kind="true"),
                          ValueError, "`kind` must be one of"),
-    "claim of an unregistered statement": (lambda: af.check("thm-9.9", 0.0, 1.0, statement="s", quantity="q",
+    "claim of an unregistered statement": (lambda: claims.check("thm-9.9", 0.0, 1.0, statement="s", quantity="q",
                                                             kind="bound"), ValueError, "no statement"),
-    "frequency with k > n": (lambda: af.check_frequency("thm-2.1", 5, 3, at_most=0.5, statement="s", quantity="q"),
+    "frequency with k > n": (lambda: claims.check_frequency("thm-2.1", 5, 3, at_most=0.5, statement="s", quantity="q"),
                              ValueError, "0 ≤ k ≤ n"),
 }
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adaptedflow.book import toc_chapters
+from adaptedflow.book.pipeline import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.book
@@ -36,8 +36,8 @@ def test_every_claim_recorded_and_passed(built_book):
 
 
 def test_every_record_has_kind_verdict_and_findings(built_book):
-    from adaptedflow.claims import KINDS, VERDICTS
-    from adaptedflow.statements import VERDICT
+    from adaptedflow.book.claims import KINDS, VERDICTS
+    from adaptedflow.book.statements import VERDICT
 
     records = json.loads((ROOT / "_build" / "claims.json").read_text())
     for r in records:
@@ -73,7 +73,7 @@ def test_generated_pages_and_json(built_book):
     assert {c["chapter"] for c in manifest["chapters"]} >= {Path(e).name for e in toc_chapters(ROOT)}
     page = (html / "book" / "claims.html").read_text()
     assert "thm-2.1" in page or "Theorem 2.1" in page
-    from adaptedflow.statements import STATEMENTS
+    from adaptedflow.book.statements import STATEMENTS
 
     checked = {r["id"] for r in claims}
     if any(sid not in checked for sid, *_ in STATEMENTS):
@@ -134,7 +134,7 @@ def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
 def test_broken_claim_fails_the_build_naming_the_claim(tmp_path):
     root = _toy_book(tmp_path, {"broken": [
         "seed = 0",
-        "import adaptedflow as af\ncheck = af.checker('broken')\n"
+        "from adaptedflow.book import claims\ncheck = claims.checker('broken')\n"
         "check('thm-2.1', 1.0, 1e-3, statement='A deliberately broken claim.', quantity='q', kind='bound')",
     ]})
     proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html"],
@@ -214,7 +214,7 @@ def test_seed_sweep_reports_the_worst_margin_and_the_failing_seeds(tmp_path):
     """--seeds runs each chapter at each seed in its own folder and prints, per claim, the
     worst margin and the seeds where it failed; a counterexample that moves with the seed
     is reported as not fixed."""
-    body = ("import adaptedflow as af\ncheck = af.checker('sweep')\n"
+    body = ("from adaptedflow.book import claims\ncheck = claims.checker('sweep')\n"
             "check('thm-2.1', 0.1 * (seed + 1), 0.35, statement='s', quantity='q', kind='bound')\n"
             "check('sec-4.2', 2.0 + seed, 1.0, relation='>=', statement='s', quantity='q', kind='counterexample',"
             " part='moves')")
@@ -239,7 +239,7 @@ def test_seed_sweep_reports_the_worst_margin_and_the_failing_seeds(tmp_path):
 
 
 def test_result_box_follows_the_records_and_replaces_an_old_one(tmp_path):
-    from adaptedflow.book import _insert_result_box
+    from adaptedflow.book.pipeline import _insert_result_box
 
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Title\n"]},
                     {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": 1, "source": ["x = 1"]}],

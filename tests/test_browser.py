@@ -30,7 +30,8 @@ def _pages(html: Path) -> list[Path]:
 
 
 def test_every_page_renders_offline(built_book):
-    from playwright.sync_api import Error as PlaywrightError, sync_playwright
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
 
     html = ROOT / "_build" / "html"
     pages = _pages(html)

@@ -3,8 +3,7 @@ import math
 
 import pytest
 
-import adaptedflow as af
-from adaptedflow import claims
+from adaptedflow.book import claims
 
 
 @pytest.fixture
@@ -16,7 +15,7 @@ def claims_env(tmp_path, monkeypatch):
 
 def _check(measured, bound, **kw):
     kw.setdefault("kind", "bound")
-    return af.check("thm-2.1", measured, bound, statement="A statement.", quantity="q", **kw)
+    return claims.check("thm-2.1", measured, bound, statement="A statement.", quantity="q", **kw)
 
 
 def test_passing_claim_is_recorded(claims_env):
@@ -30,15 +29,15 @@ def test_passing_claim_is_recorded(claims_env):
 
 
 def test_failing_claim_raises_and_is_recorded(claims_env):
-    with pytest.raises(af.ClaimFailed, match=r"thm-2\.1.*99_test.*not <= 1e-07"):
+    with pytest.raises(claims.ClaimFailed, match=r"thm-2\.1.*99_test.*not <= 1e-07"):
         _check(1e-3, 1e-7)
     assert json.loads((claims_env / "99_test" / "thm-2.1--main.json").read_text())["passed"] is False
 
 
 def test_nan_never_passes(claims_env):
-    with pytest.raises(af.ClaimFailed):
+    with pytest.raises(claims.ClaimFailed):
         _check(math.nan, 1.0)
-    with pytest.raises(af.ClaimFailed):
+    with pytest.raises(claims.ClaimFailed):
         _check(math.nan, 1.0, relation=">=")
 
 
@@ -46,19 +45,19 @@ def test_lower_bounds_and_counterexamples(claims_env):
     rec = _check(5.0, 1.0, relation=">=", kind="counterexample", part="counterexample")
     assert rec["passed"] and rec["outcome"] == "counterexample confirmed"
     assert rec["verdict"] == "reproduced"                    # the statement's verdict, from the registry
-    with pytest.raises(af.ClaimFailed):
+    with pytest.raises(claims.ClaimFailed):
         _check(0.5, 1.0, relation=">=")
 
 
 def test_verdict_comes_from_the_registry(claims_env):
-    from adaptedflow.statements import VERDICT
+    from adaptedflow.book.statements import VERDICT
 
-    rec = af.check("sec-4.2", 1.0, 0.0, relation=">=", kind="counterexample", statement="s", quantity="q")
+    rec = claims.check("sec-4.2", 1.0, 0.0, relation=">=", kind="counterexample", statement="s", quantity="q")
     assert rec["verdict"] == VERDICT["sec-4.2"] == "fails as written"
     with pytest.raises(TypeError):
         _check(0.0, 1.0, verdict="reproduced")               # a chapter never sets a verdict
     with pytest.raises(ValueError, match="no statement"):
-        af.check("thm-9.9", 0.0, 1.0, kind="bound", statement="s", quantity="q")
+        claims.check("thm-9.9", 0.0, 1.0, kind="bound", statement="s", quantity="q")
 
 
 @pytest.mark.parametrize("kw", [dict(kind="true"), dict(relation="<"), dict(mode="slow"), dict(part="Main")])
@@ -69,28 +68,28 @@ def test_malformed_claims_are_refused(claims_env, kw):
 
 def test_clopper_pearson_matches_known_values():
     # k = 0: the upper bound solves (1 − p)^n = α/2 exactly
-    low, high = af.clopper_pearson(0, 20, 0.95)
+    low, high = claims.clopper_pearson(0, 20, 0.95)
     assert low == 0.0 and math.isclose(high, 1 - 0.025 ** (1 / 20), rel_tol=1e-12)
-    low, high = af.clopper_pearson(20, 20, 0.95)
+    low, high = claims.clopper_pearson(20, 20, 0.95)
     assert high == 1.0 and math.isclose(low, 0.025 ** (1 / 20), rel_tol=1e-12)
     # one-sided: α is not halved
-    assert math.isclose(af.clopper_pearson(0, 20, 0.95, side="upper")[1], 1 - 0.05 ** (1 / 20), rel_tol=1e-12)
-    low, high = af.clopper_pearson(6, 10, 0.95)              # textbook value 0.2624–0.8784
+    assert math.isclose(claims.clopper_pearson(0, 20, 0.95, side="upper")[1], 1 - 0.05 ** (1 / 20), rel_tol=1e-12)
+    low, high = claims.clopper_pearson(6, 10, 0.95)              # textbook value 0.2624–0.8784
     assert abs(low - 0.2624) < 1e-4 and abs(high - 0.8784) < 1e-4
     with pytest.raises(ValueError):
-        af.clopper_pearson(3, 2)
+        claims.clopper_pearson(3, 2)
 
 
 def test_frequency_checks_the_one_sided_bound(claims_env):
-    rec = af.check_frequency("thm-2.1", 0, 200, at_most=0.05, statement="s", quantity="draws lost")
+    rec = claims.check_frequency("thm-2.1", 0, 200, at_most=0.05, statement="s", quantity="draws lost")
     assert rec["kind"] == "frequency" and rec["passed"] and rec["data"]["k"] == 0 and rec["data"]["n"] == 200
     assert math.isclose(rec["measured"], 1 - 0.001 ** (1 / 200), rel_tol=1e-12)
-    with pytest.raises(af.ClaimFailed):                      # 0/20 cannot support p ≤ 0.05 at level 0.999
-        af.check_frequency("thm-2.1", 0, 20, at_most=0.05, statement="s", quantity="q", part="small")
-    rec = af.check_frequency("thm-2.1", 9, 10, at_least=0.3, statement="s", quantity="q", part="lower")
+    with pytest.raises(claims.ClaimFailed):                      # 0/20 cannot support p ≤ 0.05 at level 0.999
+        claims.check_frequency("thm-2.1", 0, 20, at_most=0.05, statement="s", quantity="q", part="small")
+    rec = claims.check_frequency("thm-2.1", 9, 10, at_least=0.3, statement="s", quantity="q", part="lower")
     assert rec["relation"] == ">=" and rec["passed"]
     with pytest.raises(ValueError):
-        af.check_frequency("thm-2.1", 1, 10, statement="s", quantity="q")
+        claims.check_frequency("thm-2.1", 1, 10, statement="s", quantity="q")
 
 
 @pytest.mark.parametrize("measured, tol, relation, expected", [
@@ -112,21 +111,21 @@ def test_collect_and_clear(claims_env):
 
 
 def test_checker_fills_in_chapter_and_mode(claims_env):
-    check = af.checker("42_other", mode="full", params={"n": 1})
+    check = claims.checker("42_other", mode="full", params={"n": 1})
     rec = check("lem-3.2", 0.0, 1.0, statement="s", quantity="q", kind="bound")
     assert rec["chapter"] == "42_other" and rec["mode"] == "full" and rec["params"] == {"n": 1}
 
 
 def test_checker_frequency_fills_in_chapter(claims_env):
-    check = af.checker("42_other", mode="full")
+    check = claims.checker("42_other", mode="full")
     rec = check.frequency("lem-3.2", 3, 100, at_most=0.5, statement="s", quantity="q")
     assert rec["chapter"] == "42_other" and rec["kind"] == "frequency"
 
 
 def test_verdicts_markdown_follows_the_records(claims_env):
-    af.check("sec-4.2", 1.79, 0.0, relation=">=", kind="counterexample", statement="s", quantity="q",
+    claims.check("sec-4.2", 1.79, 0.0, relation=">=", kind="counterexample", statement="s", quantity="q",
              findings=("§4.2's rule lowers the cost at 10/42 random equilibria",))
-    af.check("thm-2.1", 1e-9, 1e-7, kind="identity", statement="s", quantity="q")
+    claims.check("thm-2.1", 1e-9, 1e-7, kind="identity", statement="s", quantity="q")
     text = claims.show_verdicts("99_test", claims_env)
     assert text.index("Theorem 2.1: reproduced") < text.index("§4.2: fails as written")
     assert "counterexample: counterexample confirmed" in text and "- §4.2's rule lowers" in text
@@ -134,7 +133,7 @@ def test_verdicts_markdown_follows_the_records(claims_env):
 
 def test_statement_verdicts_are_pinned():
     """The verdicts a mathematician reads on the Claims page; a change needs evidence."""
-    from adaptedflow.statements import VERDICT, statement_ids
+    from adaptedflow.book.statements import VERDICT, statement_ids
 
     assert set(VERDICT) == set(statement_ids())
     assert set(VERDICT.values()) <= set(claims.VERDICTS)

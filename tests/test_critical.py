@@ -1,4 +1,4 @@
-"""Tests for adaptedflow.critical: Hessian, nullity, f_i of (4.13), Newton, walks, the perturbation test."""
+"""Tests for adaptedflow.paper.critical: Hessian, nullity, f_i of (4.13), Newton, walks, the perturbation test."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +6,20 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
-from adaptedflow.critical import (constraint_jacobian, constraint_values, cost_gradient, cost_hessian, curvatures,
-                                  hessian_nullity, independent_columns, newton_to_critical, null_directions,
-                                  perturbation_cost_change, walk_critical_set)
+from adaptedflow.paper import critical
+from adaptedflow.paper.critical import (
+    constraint_jacobian,
+    constraint_values,
+    cost_gradient,
+    cost_hessian,
+    curvatures,
+    hessian_nullity,
+    independent_columns,
+    newton_to_critical,
+    null_directions,
+    perturbation_cost_change,
+    walk_critical_set,
+)
 
 X_XOR = jnp.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
 Y_XOR = (X_XOR[:, 0] * X_XOR[:, 1])[:, None]
@@ -105,10 +116,20 @@ def test_perturbation_cost_change_is_even_in_eta():
 
 # --- fixed instances, the rule of §4.2, Theorem 4.1 along an orbit ---------------------------
 
-from adaptedflow.critical import (analyse_critical_point, flat_equilibrium, nullity_gap,  # noqa: E402
-                                  one_hidden_layer_output_rounding, perturbation_rule_test, perturbation_rule_tests,
-                                  projected_flow_check, projected_gradient_norm, random_xor_saddles, span_curvatures,
-                                  xor_saddle, xor_saddle_theta)
+from adaptedflow.paper.critical import (  # noqa: E402
+    analyse_critical_point,
+    flat_equilibrium,
+    nullity_gap,
+    one_hidden_layer_output_rounding,
+    perturbation_rule_test,
+    perturbation_rule_tests,
+    projected_flow_check,
+    projected_gradient_norm,
+    random_xor_saddles,
+    span_curvatures,
+    xor_saddle,
+    xor_saddle_theta,
+)
 
 
 def test_xor_saddle_is_a_fixed_critical_point_where_the_rule_fails():
@@ -121,7 +142,7 @@ def test_xor_saddle_is_a_fixed_critical_point_where_the_rule_fails():
 
 
 def test_xor_saddle_theta_and_random_family_are_critical():
-    X, Y = af.critical.xor_data()
+    X, Y = critical.xor_data()
     net = af.mlp((2, 4, 1))
     th = xor_saddle_theta(np.linspace(-1, 1, 4), np.arange(1.0, 5.0))
     assert float(np.linalg.norm(cost_gradient(net, th, X, Y))) < 1e-15
@@ -154,7 +175,7 @@ def test_analyse_critical_point_counts_at_the_xor_saddle():
     a = analyse_critical_point(inst.output_map, inst.theta, inst.X, inst.Y, jax.random.PRNGKey(0), walk_step=1e-4)
     assert (a.K, a.r, a.nullity, a.rank_J, a.walk_dimension) == (13, 3, 6, 3, 6)
     assert a.rank_off == 4
-    assert "Hessian nullity 6" in af.critical.describe_critical_point(a)
+    assert "Hessian nullity 6" in critical.describe_critical_point(a)
 
 
 def test_nullity_gap_and_span_curvatures_on_known_matrices(rng):

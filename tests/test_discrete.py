@@ -1,4 +1,4 @@
-"""Adapted descent in discrete time (adaptedflow.discrete)."""
+"""Adapted descent in discrete time (adaptedflow.paper.discrete)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
-from adaptedflow.discrete import (
-    damped_adapted_direction,
+from adaptedflow.book.bench import interleaved_run_seconds
+from adaptedflow.descent import damped_adapted_direction, descent
+from adaptedflow.paper.discrete import (
     damped_factors,
-    descent,
     discrete_cost,
     discrete_factor,
     first_step_below,
-    interleaved_run_seconds,
     step_defect,
     stopping_steps,
     taylor_coefficients,
 )
-
 
 _N_LONG = 250   # one compiled run for all identity-model tests; (1 − 0.05)^(2·250) ≈ 1e-11
 
@@ -186,16 +184,16 @@ def test_structured_and_dense_adapted_runs_agree(damping):
     net, theta = af.mlp(widths), af.init_params(jax.random.PRNGKey(2), widths)
     X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(3), 5, 3, 2)
     wrapped = lambda t, X: net(t, X)
-    a = af.discrete.descent("adapted", net, theta, X, Y, step=1.0, n_steps=8, damping=damping, repeats=1)
-    b = af.discrete.descent("adapted", wrapped, theta, X, Y, step=1.0, n_steps=8, damping=damping, repeats=1)
+    a = af.descent("adapted", net, theta, X, Y, step=1.0, n_steps=8, damping=damping, repeats=1)
+    b = af.descent("adapted", wrapped, theta, X, Y, step=1.0, n_steps=8, damping=damping, repeats=1)
     np.testing.assert_allclose(a.thetas, b.thetas, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(a.costs, b.costs, rtol=1e-9, atol=1e-300)
 
 
 # --------------------------------------------------------------------------- rate bound, stopping margin, the race
 
-from adaptedflow.discrete import (  # noqa: E402
-    DescentRun,
+from adaptedflow.descent import DescentRun  # noqa: E402
+from adaptedflow.paper.discrete import (  # noqa: E402
     accuracy_difference_band,
     best_adapted,
     censored_steps,
@@ -233,7 +231,7 @@ def test_rate_bound_dominates_deviation_on_network(small_problem):
     assert rb.taylor.shape == rb.total.shape == (31,) and rb.per_step.shape == (30,)
     assert rb.taylor[0] == 0.0 and rb.rounding[0] == 0.0 and np.all(np.diff(rb.taylor) >= 0)
     assert np.all(dev <= rb.total)
-    assert np.all(np.abs(np.log(run.costs / af.discrete.discrete_cost(run.costs[0], h, N, np.arange(31))))
+    assert np.all(np.abs(np.log(run.costs / discrete_cost(run.costs[0], h, N, np.arange(31))))
                   <= rb.log_width + 1e-15)
     assert np.all(rb.log_width >= np.log1p(rb.taylor) - 1e-15)
     assert np.all(rb.rounding[1:] > 0) and np.all(rb.rounding < 1e-10)
@@ -339,7 +337,7 @@ def test_race_summary_rows_and_paired_ratios():
 
 
 def test_second_order_prediction_is_third_order_accurate(small_problem):
-    from adaptedflow.discrete import second_order_deviation
+    from adaptedflow.paper.discrete import second_order_deviation
     p = small_problem
     N = p["X"].shape[0]
     devs = []

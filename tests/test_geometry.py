@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
-from adaptedflow import geometry as geo
+from adaptedflow.paper import geometry as geo
 
 EPS = float(np.finfo(np.float64).eps)
 _A = jnp.asarray(np.random.default_rng(3).normal(size=(3, 5)))

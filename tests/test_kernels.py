@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
-from adaptedflow.kernels import (adapted_step_direction, is_structured, kernel_rank_floor, mlp_ntk_diagonal,
-                                 mlp_outputs_and_ntk, nystrom_preconditioner)
+from adaptedflow.kernels import (
+    adapted_step_direction,
+    is_structured,
+    kernel_rank_floor,
+    mlp_ntk_diagonal,
+    mlp_outputs_and_ntk,
+    nystrom_preconditioner,
+)
 
 CASES = [((3, 7, 2), 5, "tanh"), ((4, 16, 8, 3), 6, "softplus"), ((2, 5, 5, 5, 1), 4, "gelu"), ((3, 12, 1), 8, "sigmoid")]
 ACTS = ("tanh", "softplus", "gelu", "sigmoid")
@@ -185,7 +191,7 @@ def test_mlp_without_hidden_layer_runs_on_every_path():
     assert info.method == "structured" and _rel(u, ref) <= 1e-12
     orbit = af.integrate_flow("adapted", net, theta, X, Y, s1=1.0, n_save=3)
     assert orbit.stop == "s1"
-    run = af.discrete.descent("adapted", net, theta, X, Y, step=0.5, n_steps=3, repeats=1)
+    run = af.descent("adapted", net, theta, X, Y, step=0.5, n_steps=3, repeats=1)
     assert np.all(np.diff(run.costs) < 0)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adaptedflow.book import toc_chapters
+from adaptedflow.book.pipeline import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_papermill_parses_every_parameter(entry):
     from papermill.inspection import _infer_parameters
     from papermill.iorw import load_notebook_node
 
-    from adaptedflow.book import parameter_names
+    from adaptedflow.book.pipeline import parameter_names
 
     nb = load_notebook_node(str(ROOT / f"{entry}.ipynb"))
     inferred = [p.name for p in _infer_parameters(nb)]

@@ -1,13 +1,23 @@
-"""Tests for adaptedflow.rank: numerical rank with gap, sphere sampling, column statistics."""
+"""Tests for adaptedflow.paper.rank: numerical rank with gap, sphere sampling, column statistics."""
 
 import jax
 import numpy as np
 import pytest
 
 import adaptedflow as af
-from adaptedflow.rank import (MEASURES, column_overlaps, default_rank_tolerance, ks_two_sample, moment_curve,
-                              normalized_columns, output_bias_columns, rank_report, rank_trials, sample_sphere,
-                              structural_orthogonal_pairs)
+from adaptedflow.paper.rank import (
+    MEASURES,
+    column_overlaps,
+    default_rank_tolerance,
+    ks_two_sample,
+    moment_curve,
+    normalized_columns,
+    output_bias_columns,
+    rank_report,
+    rank_trials,
+    sample_sphere,
+    structural_orthogonal_pairs,
+)
 
 
 @pytest.mark.parametrize("shape,rank", [((5, 9), 5), ((5, 9), 3), ((8, 4), 2), ((6, 6), 6)])
@@ -118,7 +128,7 @@ def test_ks_two_sample():
 
 
 def test_init_params_batch_has_the_law_of_init_params():
-    from adaptedflow.rank import init_params_batch
+    from adaptedflow.paper.rank import init_params_batch
 
     widths = (3, 4, 2)
     th = np.asarray(init_params_batch(jax.random.PRNGKey(0), widths, 4000))
@@ -134,7 +144,7 @@ def test_init_params_batch_has_the_law_of_init_params():
 
 
 def test_rank_certificates_counts_certified_and_structural():
-    from adaptedflow.rank import rank_certificates
+    from adaptedflow.paper.rank import rank_certificates
     key = jax.random.PRNGKey(0)
     uni = rank_trials(key, 50, 6, 6, "uniform")
     sub = rank_trials(jax.random.fold_in(key, 1), 50, 6, 8, "subsphere")
@@ -152,7 +162,7 @@ def test_rank_certificates_counts_certified_and_structural():
 
 
 def test_max_relative_sigma_min_separates_lost_from_kept():
-    from adaptedflow.rank import max_relative_sigma_min
+    from adaptedflow.paper.rank import max_relative_sigma_min
     key = jax.random.PRNGKey(2)
     assert max_relative_sigma_min([(rank_trials(key, 20, 6, 9, "subsphere"), 6, 9)]) < 1.0
     assert max_relative_sigma_min([(rank_trials(key, 20, 6, 9, "uniform"), 6, 9)]) > 1.0
@@ -160,7 +170,7 @@ def test_max_relative_sigma_min_separates_lost_from_kept():
 
 @pytest.mark.parametrize("widths", [(3, 4, 2), (2, 3, 3, 3), (3, 5, 1)])
 def test_structural_orthogonal_pair_indices_are_orthogonal(rng, widths):
-    from adaptedflow.rank import structural_orthogonal_pair_indices
+    from adaptedflow.paper.rank import structural_orthogonal_pair_indices
     I, J = structural_orthogonal_pair_indices(widths)
     assert I.size == structural_orthogonal_pairs(widths)
     assert np.all(I < J)
@@ -172,7 +182,7 @@ def test_structural_orthogonal_pair_indices_are_orthogonal(rng, widths):
 
 
 def test_fraction_below_quantile():
-    from adaptedflow.rank import fraction_below_quantile
+    from adaptedflow.paper.rank import fraction_below_quantile
     ref = np.arange(1.0, 101.0)
     assert fraction_below_quantile(np.array([0.5, 3.0, 50.0]), ref, 0.05) == (2, 3)
     with pytest.raises(ValueError, match="q"):

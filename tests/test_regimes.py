@@ -1,14 +1,27 @@
-"""Tests for adaptedflow.regimes: the identities of Theorem 5.1 / Proposition 5.3 and the borderline §6."""
+"""Tests for adaptedflow.paper.regimes: the identities of Theorem 5.1 / Proposition 5.3 and the borderline §6."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import adaptedflow as af
-from adaptedflow.regimes import (BORDERLINE_FORMULAS, borderline_directions, borderline_size, borderline_sizes,
-                                 condition_number, critical_residuals, crossing_time, gauss_newton_projector,
-                                 metric_gradient_residual, newton_critical_point, orbit_outcome, projector_defects,
-                                 range_projector, relative_spread, under_identities)
+from adaptedflow.paper.regimes import (
+    BORDERLINE_FORMULAS,
+    borderline_directions,
+    borderline_size,
+    borderline_sizes,
+    condition_number,
+    critical_residuals,
+    crossing_time,
+    gauss_newton_projector,
+    metric_gradient_residual,
+    newton_critical_point,
+    orbit_outcome,
+    projector_defects,
+    range_projector,
+    relative_spread,
+    under_identities,
+)
 
 EPS = np.finfo(np.float64).eps
 
@@ -126,7 +139,8 @@ def test_newton_critical_point_finds_least_squares_solution(rng):
 
 def test_reference_critical_point_is_critical_with_positive_cost():
     import jax.numpy as jnp
-    from adaptedflow.regimes import reference_critical_point, tangential_residual
+
+    from adaptedflow.paper.regimes import reference_critical_point, tangential_residual
     widths, X, Y, theta = reference_critical_point()
     net = af.mlp(widths)
     assert theta.shape == (af.num_params(widths),) and X.shape == (20, 2) and Y.shape == (20, 2)
@@ -139,7 +153,8 @@ def test_reference_critical_point_is_critical_with_positive_cost():
 
 def test_orbit_until_outcome_converges_and_rejects_on_rank_loss():
     import jax
-    from adaptedflow.regimes import orbit_until_outcome, reference_critical_point, tangential_residual
+
+    from adaptedflow.paper.regimes import orbit_until_outcome, reference_critical_point, tangential_residual
     widths, X, Y, theta = reference_critical_point()
     net = af.mlp(widths)
     start = theta + 1e-4 * np.asarray(jax.random.normal(jax.random.PRNGKey(1), theta.shape))

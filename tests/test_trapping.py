@@ -1,4 +1,4 @@
-"""Tests for adaptedflow.trapping: Rayleigh quotient (3.1), ‖D‖_op ≥ √N with an output bias, arc length, Prop. 3.1."""
+"""Tests for adaptedflow.paper.trapping: Rayleigh quotient (3.1), ‖D‖_op ≥ √N with an output bias, arc length, Prop. 3.1."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
-from adaptedflow.trapping import (bias_column_norm_bound, integrate_standard_arclength, mlp_without_output_bias,
-                                  operator_norm, proposition_3_1_ratio, rayleigh_quotient, standard_output_speed)
+from adaptedflow.paper.trapping import (
+    bias_column_norm_bound,
+    integrate_standard_arclength,
+    mlp_without_output_bias,
+    operator_norm,
+    proposition_3_1_ratio,
+    rayleigh_quotient,
+    standard_output_speed,
+)
 
 
 @pytest.mark.parametrize("shape", [(4, 9), (6, 6), (8, 3)])
@@ -83,7 +90,7 @@ def test_arclength_rejects_bad_lambda(small_problem):
 
 
 from adaptedflow.network import output_bias_jacobian  # noqa: E402
-from adaptedflow.trapping import bias_column_deviation, search_equilibrium  # noqa: E402
+from adaptedflow.paper.trapping import bias_column_deviation, search_equilibrium  # noqa: E402
 
 
 def test_bias_columns_are_exactly_e_q_kron_ones(small_problem):

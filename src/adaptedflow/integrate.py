@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from ._checks import RankLossError, validate_data
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
 from .kernels import _direction_impl, choose_method, is_structured, mlp_outputs_and_ntk
 from .linalg import default_rank_rtol, singular_values
+from .validation import RankLossError, validate_data
 
 #: Tolerance (relative and absolute, in s) of the Newton root finder locating C(s) = ε.
 #: It cannot be much tighter: near C = ε the cost is a difference of nearly equal outputs,

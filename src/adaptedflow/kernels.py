@@ -34,12 +34,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._checks import validate_data
 from .cost import grad_x_cost, outputs_and_jacobian
 from .flows import check_regime
 from .flows import direction as dense_direction
 from .linalg import default_fallback_rtol, default_rank_rtol, gram_matrix_solve, gram_solve
 from .network import _ACTIVATIONS, unflatten_params
+from .validation import validate_data
 
 METHODS = ("auto", "dense", "structured", "matrix-free")
 PRECONDITIONERS = ("nystrom", "jacobi", "none")
@@ -417,109 +417,3 @@ def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, 
 
 
 _direction_jit = jax.jit(_direction_impl, static_argnums=tuple(range(8)))
-
-
-def direction_flops(widths, N: int) -> dict[str, float]:
-    r"""Leading-order flop counts of one adapted direction (1.30), by method, for an MLP.
-
-    With K parameters, QN outputs and hidden widths M_ℓ (a multiply–add counts 2):
-
-    * dense: D by reverse mode, QN VJPs through the whole batch (≈ QN·4NK), the Gram
-      D Dᵀ (2·QN²·K) and the Cholesky factor (QN³/3);
-    * structured: the layer-wise kernel — per hidden layer δδᵀ (2·QN²·M_ℓ) and h hᵀ
-      (2·N²·M_{ℓ−1}), for the output layer h_L h_Lᵀ only (its δ is e_q) — the back-
-      propagated errors (QN·M_L + 2·QN·Σ_ℓ M_ℓ M_{ℓ+1} over consecutive hidden layers),
-      the same Cholesky, one VJP (≈ 4NK);
-    * one standard gradient: ≈ 6NK (forward and backward pass).
-
-    Returns:
-        Dict with keys ``"dense"``, ``"structured"``, ``"gram_dense"`` (D Dᵀ from D),
-        ``"kernel"`` (the layer-wise kernel), ``"cholesky"``, ``"gradient"`` (flops),
-        ``"K"``, ``"QN"``.
-    """
-    widths = tuple(int(w) for w in widths)
-    K = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    Q = widths[-1]
-    QN = Q * N
-    chol = QN**3 / 3
-    gram_dense = 2 * QN**2 * K
-    dense = QN * 4 * N * K + gram_dense + chol
-    kernel = sum(2 * QN**2 * m_out + 2 * N**2 * m_in for m_in, m_out in zip(widths[:-2], widths[1:-1]))
-    kernel += 2 * N**2 * widths[-2]
-    hidden = widths[1:-1]        # δ_L = W_out[q] ⊙ σ′ (QN·M_L), then one product per pair of hidden layers
-    backprop = (QN * hidden[-1] if hidden else 0) + 2 * QN * sum(a * b for a, b in zip(hidden[:-1], hidden[1:]))
-    return {"dense": float(dense), "structured": float(kernel + backprop + chol + 4 * N * K),
-            "gram_dense": float(gram_dense), "kernel": float(kernel), "cholesky": float(chol),
-            "gradient": float(6 * N * K), "K": K, "QN": QN}
-
-
-#: Named variants of `adapted_step_direction` for tables: name → (method, keyword arguments).
-VARIANTS = {"structured": ("structured", {}), "dense": ("dense", {}),
-            "matrix-free": ("matrix-free", {"precondition": "nystrom"}),
-            "mf-jacobi": ("matrix-free", {"precondition": "jacobi"}),
-            "mf-none": ("matrix-free", {"precondition": "none"})}
-
-
-def time_direction_methods(widths, N: int, *, methods=("structured", "matrix-free", "dense"), repeats: int = 3,
-                           key=None) -> dict:
-    r"""Median wall seconds, XLA memory and accuracy of one adapted direction per method, in this process.
-
-    Compiles each method once before timing; every time is the median of `repeats` runs,
-    and one gradient is timed in the same process as the reference.  Memory is what the
-    compiled direction allocates beyond its inputs and outputs (XLA's temporary buffers,
-    `memory_analysis().temp_size_in_bytes`): D for dense, the kernel for structured, the
-    sketch for Nyström.
-
-    Args:
-        methods: names of `VARIANTS`.
-
-    Returns:
-        Dict: ``K``, ``QN``, ``gradient`` (seconds), and per method: ``seconds``,
-        ``iterations`` (CG), ``memory_mb`` and ``agreement`` (relative difference from
-        the first method of `methods`).
-    """
-    import time
-
-    import numpy as np
-
-    from .cost import cost
-    from .network import init_params, mlp
-    from .problem import gaussian_clusters
-
-    unknown = sorted(set(methods) - set(VARIANTS))
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {sorted(VARIANTS)}.")
-    key = jax.random.PRNGKey(0) if key is None else key
-    widths = tuple(int(w) for w in widths)
-    X, _, Y = gaussian_clusters(jax.random.fold_in(key, 0), N, widths[0], widths[-1])
-    net = mlp(widths)
-    theta = init_params(jax.random.fold_in(key, 1), widths)
-    grad = jax.jit(jax.grad(lambda t: cost(net(t, X), Y)))
-
-    def median_time(fn):
-        jax.block_until_ready(fn())
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            ts.append(time.perf_counter() - t0)
-        return float(np.median(ts))
-
-    out = {"K": int(theta.size), "QN": int(widths[-1] * N), "gradient": median_time(lambda: grad(theta)),
-           "seconds": {}, "iterations": {}, "agreement": {}, "memory_mb": {}}
-    dirs = {}
-    for name in methods:
-        method, kw = VARIANTS[name]
-        call = lambda: adapted_step_direction(net, theta, X, Y, method=method, **kw)
-        out["seconds"][name] = median_time(lambda: call()[0])
-        u, info = call()
-        dirs[name] = u
-        out["iterations"][name] = int(info.iterations)
-        static = _static(net, "adapted", method, 1e-12, 10_000, kw.get("precondition", "nystrom"), 100,
-                         default_rank_rtol((out["QN"], out["K"])), out["QN"])
-        mem = _direction_jit.lower(*static, theta, X, Y).compile().memory_analysis()
-        out["memory_mb"][name] = float(mem.temp_size_in_bytes) / 2**20
-    ref = dirs[methods[0]]
-    for name, u in dirs.items():
-        out["agreement"][name] = float(jnp.linalg.norm(u - ref) / jnp.linalg.norm(ref))
-    return out

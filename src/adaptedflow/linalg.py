@@ -9,10 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def default_rank_rtol(shape: tuple[int, int]) -> float:
-    r"""The default relative rank tolerance max(QN, K)·eps for a matrix of `shape` (QN, K)."""
-    return max(shape) * float(jnp.finfo(jnp.float64).eps)
+from .numerics import EPS, default_rank_rtol
 
 
 def singular_values(D: jax.Array) -> jax.Array:
@@ -32,7 +29,7 @@ def default_fallback_rtol(n: int) -> float:
     which a Gram solve falls back to the eigendecomposition pseudo-inverse.  The pivots
     bound λ_min from above (λ_min ≤ min pivot²), so this detects near-singularity only
     when it shows in the pivots; the refinement step limits the error otherwise."""
-    return n * float(jnp.finfo(jnp.float64).eps)
+    return n * EPS
 
 
 def _eigh_pinv_solve(G: jax.Array, b: jax.Array, rtol: float) -> jax.Array:

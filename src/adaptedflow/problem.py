@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_float64, require_finite
+from .validation import as_float64, require_finite
 
 
 def one_hot_labels(Q: int) -> jax.Array:

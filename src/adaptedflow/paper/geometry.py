@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_float64, require_finite, require_shape
-from .linalg import gram_solve
+from ..linalg import gram_solve
+from ..validation import as_float64, require_finite, require_shape
 
 VectorField = Callable[[jax.Array], jax.Array]
 
@@ -521,7 +521,7 @@ def bundle_gradient_errors(D: jax.Array, grad_x: jax.Array, V: jax.Array, W: jax
     for name, A in (("V", V), ("W", W)):
         if A.ndim != 2 or A.shape[1] != K:
             raise ValueError(f"`{name}` must hold vectors of R^K (K = {K}) as rows; got shape {A.shape}.")
-    from .linalg import pinv_solve
+    from ..linalg import pinv_solve
 
     Dn, gn = np.asarray(D), np.asarray(grad_x)
     sv = np.linalg.svd(Dn, compute_uv=False)
@@ -729,8 +729,8 @@ def velocity_normal_fractions(flow: str, output_map, thetas: jax.Array, X: jax.A
     Returns:
         Shape `(T,)`.
     """
-    from .cost import grad_x_cost, outputs_and_jacobian
-    from .flows import direction
+    from ..cost import grad_x_cost, outputs_and_jacobian
+    from ..flows import direction
 
     if flow not in ("adapted", "standard"):
         raise ValueError(f"`flow` must be 'adapted' or 'standard'; got {flow!r}.")

@@ -1,13 +1,25 @@
-"""Input validation shared by the public entry points (run before any tracing)."""
+"""Input validation shared by the public entry points (run before any tracing): dtypes, shapes,
+finiteness and positive integers, with messages that name the argument and the fix."""
 
 from __future__ import annotations
 
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 
 
 class RankLossError(RuntimeError):
     """The Jacobian lost the rank the chosen flow needs (numerical rank, with tolerance)."""
+
+
+def positive_int(n, name: str) -> int:
+    """`n` as an `int`, checked to be a positive integer (bools and floats are refused).
+
+    Raises:
+        ValueError: `n` is not an integer ≥ 1; the message names `name` and the value.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`{name}` must be a positive integer; got {n!r}.")
+    return int(n)
 
 
 def as_float64(a, name: str):

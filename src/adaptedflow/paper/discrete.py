@@ -1,117 +1,33 @@
-r"""Adapted descent in discrete time, and the optimisers it is compared with.
+r"""The discrete adapted descent analysed: closed forms of the rate, the Taylor defect of one step,
+the rate bound over a run, the fixed Gauss–Newton counterexample and the optimiser race (chapter 10).
 
-Explicit Euler with step h on the adapted flow (1.30) is *adapted descent*,
-
-    θ_{k+1} = θ_k − h D[θ_k]⁺ ∇_x C[x[θ_k]],
-
-and in the output layer, by Taylor's theorem and D D⁺ = 1 (1.27),
-
-    x_{k+1} − y_ω = (1 − h/N)(x_k − y_ω) + ½ h² x''[v_k, v_k] + O(h³),   v_k = −D⁺∇_x C,
-
-so C_k ≈ (1 − h/N)^{2k} C_0, the discrete form of (2.6).  At h = N the step is
-θ_{k+1} = θ_k − D⁺(x_k − y_ω): the minimum-norm Gauss–Newton step, which puts the
-*linearised* outputs on the targets.  The damped (Levenberg–Marquardt / Tikhonov) variant
-replaces D⁺ by Dᵀ(D Dᵀ + λ1)⁻¹; in the output layer it contracts the component of
-x − y_ω along an eigenvector of D Dᵀ with eigenvalue σ² by 1 − (h/N)·σ²/(σ² + λ).
-
-Every run is one `jax.lax.scan`, compiled once per (output map, method, shapes, number of
-steps) and reused for any step size, damping or learning rate (they are traced
-arguments).  Wall-clock times are medians over repeats of the compiled run, compile time
-excluded and reported apart.
+The algorithm itself is `adaptedflow.descent`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import time
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_float64, require_shape, validate_data
-from .cost import cost, outputs_and_jacobian
-from .flows import adapted_direction
-from .kernels import _vjp_jvp, is_structured, structured_gram_solve
-from .linalg import gram_solve
-
-#: The methods `descent` runs, with the update each implements.
-METHODS = {
-    "adapted": "θ ← θ − h D⁺ ∇_x C (explicit Euler of (1.30)); with `damping` λ: D⁺ → Dᵀ(D Dᵀ + λ1)⁻¹",
-    "gd": "θ ← θ − η ∇_θ C = θ − η Dᵀ ∇_x C (explicit Euler of (1.9))",
-    "adam": "optax.adam(η) on C[x[θ]] (Kingma & Ba 2015)",
-}
+from ..cost import outputs_and_jacobian
+from ..descent import DescentRun, check_damping, check_step, damped_adapted_direction, descent
+from ..flows import adapted_direction
+from ..validation import as_float64, positive_int, require_shape, validate_data
 
 
-class DescentRun(NamedTuple):
-    r"""One run of a discrete optimiser from θ_0.
+def _directional_derivatives(output_map, theta, X, v):
+    """x'[v], x''[v, v], x'''[v, v, v] by nested forward-mode AD (no finite differences)."""
+    f = lambda t: output_map(t, X)
+    d1 = lambda t: jax.jvp(f, (t,), (v,))[1]
+    d2 = lambda t: jax.jvp(d1, (t,), (v,))[1]
+    d3 = lambda t: jax.jvp(d2, (t,), (v,))[1]
+    return d1(theta), d2(theta), d3(theta)
 
-    Attributes:
-        method: a key of `METHODS`.
-        step: h (adapted descent) or the learning rate η (gd, adam).
-        damping: λ of the damped variant (None: undamped; only for `"adapted"`).
-        costs: C_k = C[x[θ_k]], k = 0..n, shape `(n + 1,)`.
-        thetas: θ_k, shape `(n + 1, K)`.
-        seconds: wall-clock seconds to reach step k, k·(median run time)/n, shape `(n + 1,)`.
-        step_seconds: median run time / n (every step costs the same: fixed shapes).
-        run_seconds: the wall-clock time of each timed repeat of the whole run, shape `(repeats,)`.
-        compile_seconds: time to trace and compile the run (not in `seconds`).
-        train_accuracy, test_accuracy: fraction of inputs whose largest output is at their
-            label, at θ_n (NaN where no data were given).
-    """
-
-    method: str
-    step: float
-    damping: float | None
-    costs: np.ndarray
-    thetas: np.ndarray
-    seconds: np.ndarray
-    step_seconds: float
-    run_seconds: np.ndarray
-    compile_seconds: float
-    train_accuracy: float
-    test_accuracy: float
-
-
-# --------------------------------------------------------------------------- validation
-
-def _check_step(h: float, N: int) -> float:
-    if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`h` must be a real number; got {type(h).__name__}.")
-    h = float(h)
-    if not math.isfinite(h) or h <= 0:
-        raise ValueError(f"`h` must be > 0 (a step forward along the flow); got h = {h}.")
-    if h >= 2 * N:
-        raise ValueError(
-            f"`h` must be < 2N = {2 * N}: the linearised iteration x_{{k+1}} − y_ω = (1 − h/N)(x_k − y_ω) "
-            f"has factor 1 − h/N = {1 - h / N:.3g} ≤ −1 and does not converge; got h = {h}. "
-            f"Use h = N = {N} for the Gauss–Newton step."
-        )
-    return h
-
-
-def _check_positive_int(n, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"`{name}` must be a positive integer; got {n!r}.")
-    return int(n)
-
-
-def _check_damping(damping) -> float | None:
-    if damping is None:
-        return None
-    damping = float(damping)
-    if not math.isfinite(damping) or damping < 0:
-        raise ValueError(f"`damping` must be ≥ 0 (λ in D Dᵀ + λ1), or None for undamped; got {damping}.")
-    return damping
-
-
-def _check_data(theta0, X, Y):
-    return validate_data(theta0, X, Y)
-
-
-# --------------------------------------------------------------------------- closed forms
 
 def discrete_factor(h: float, N: int) -> float:
     r"""The linearised output contraction 1 − h/N of adapted descent (Euler on (1.11)).
@@ -126,8 +42,8 @@ def discrete_factor(h: float, N: int) -> float:
     Raises:
         ValueError: h ≤ 0 or h ≥ 2N (the linearised iteration does not converge).
     """
-    N = _check_positive_int(N, "N")
-    return 1.0 - _check_step(h, N) / N
+    N = positive_int(N, "N")
+    return 1.0 - check_step(h, N) / N
 
 
 def discrete_cost(C0: float, h: float, N: int, k) -> np.ndarray:
@@ -191,7 +107,7 @@ def damped_factors(sigma, h: float, N: int, damping: float) -> np.ndarray:
         Shape `(QN,)`.
     """
     q = discrete_factor(h, N)
-    lam = _check_damping(damping)
+    lam = check_damping(damping)
     if lam is None:
         raise ValueError("`damping` must be a number λ ≥ 0 here; got None. Use 0.0 for undamped.")
     s2 = np.asarray(sigma, dtype=np.float64) ** 2
@@ -210,187 +126,6 @@ def first_step_below(costs, eps: float) -> int:
         raise ValueError(f"`costs` must be 1-D (n + 1,); got shape {costs.shape}.")
     hit = np.nonzero(costs <= eps)[0]
     return int(hit[0]) if hit.size else -1
-
-
-# --------------------------------------------------------------------------- directions
-
-def damped_adapted_direction(D: jax.Array, grad_x: jax.Array, damping) -> jax.Array:
-    r"""−Dᵀ(D Dᵀ + λ1)⁻¹ ∇_x C: the Levenberg–Marquardt (Tikhonov) damped adapted field.
-
-    Solved as the Gram system of the stacked matrix A = [D, √λ·1] (A Aᵀ = D Dᵀ + λ1) with
-    `gram_solve` (Cholesky plus one refinement step), so λ = 0 gives `adapted_direction`
-    exactly.  In the output layer the linearised step is D u = −D Dᵀ(D Dᵀ + λ1)⁻¹ ∇_x C:
-    an eigen-direction of D Dᵀ with eigenvalue σ² is moved by the fraction σ²/(σ² + λ).
-
-    Args:
-        D: Jacobian, shape `(QN, K)`.
-        grad_x: ∇_x C, shape `(QN,)`.
-        damping: λ ≥ 0, a scalar (may be traced).
-
-    Returns:
-        Shape `(K,)`, in range(Dᵀ).
-    """
-    n = D.shape[0]
-    A = jnp.concatenate([D, jnp.sqrt(damping) * jnp.eye(n, dtype=D.dtype)], axis=1)
-    alpha, _ = gram_solve(A, grad_x)
-    return -D.T @ alpha
-
-
-# --------------------------------------------------------------------------- compiled runs
-
-@functools.lru_cache(maxsize=64)
-def _compiled_run(method: str, output_map, n_steps: int, damped: bool):
-    """A jitted `run(theta0, X, Y, step, damping) -> (costs (n+1,), thetas (n+1, K))`."""
-
-    def loss(theta, X, Y):
-        return cost(output_map(theta, X), Y)
-
-    if method == "adapted" and is_structured(output_map):
-        def update(theta, state, X, Y, h, lam):      # layer-wise kernel: no D (`kernels`)
-            x, Dt, Dv = _vjp_jvp(output_map, theta, X)
-            g = (x - Y.reshape(-1)) / Y.shape[0]
-            alpha, _ = structured_gram_solve(output_map, theta, X, g, Dt, Dv, lam if damped else None)
-            return theta - h * Dt(alpha), state, cost(x, Y)
-        init_state = lambda theta, step: ()
-    elif method == "adapted":
-        def update(theta, state, X, Y, h, lam):
-            x, D = outputs_and_jacobian(output_map, theta, X)
-            g = (x - Y.reshape(-1)) / Y.shape[0]
-            v = damped_adapted_direction(D, g, lam) if damped else adapted_direction(D, g)
-            return theta + h * v, state, cost(x, Y)
-        init_state = lambda theta, step: ()
-    elif method == "gd":
-        def update(theta, state, X, Y, lr, lam):
-            c, grad = jax.value_and_grad(loss)(theta, X, Y)
-            return theta - lr * grad, state, c
-        init_state = lambda theta, step: ()
-    else:
-        import optax
-
-        def update(theta, state, X, Y, lr, lam):
-            c, grad = jax.value_and_grad(loss)(theta, X, Y)
-            upd, state = optax.adam(lr).update(grad, state, theta)
-            return optax.apply_updates(theta, upd), state, c
-        init_state = lambda theta, lr: optax.adam(lr).init(theta)
-
-    @jax.jit
-    def run(theta0, X, Y, step, lam):
-        def body(carry, _):
-            theta, state = carry
-            new, state, c = update(theta, state, X, Y, step, lam)
-            return (new, state), (c, theta)
-
-        (theta_n, _), (costs, thetas) = jax.lax.scan(body, (theta0, init_state(theta0, step)), None,
-                                                      length=n_steps)
-        costs = jnp.append(costs, loss(theta_n, X, Y))
-        thetas = jnp.concatenate([thetas, theta_n[None]], axis=0)
-        return costs, thetas
-
-    return run
-
-
-def classification_accuracy(output_map, theta, X, labels) -> float:
-    r"""Fraction of inputs j whose largest output component is at their label ω(j).
-
-    Args:
-        output_map: `output_map(theta, X) -> x`, shape `(QN,)`.
-        theta: shape `(K,)`.
-        X: inputs, shape `(N, M)`.
-        labels: ω(j) ∈ {0..Q−1}, shape `(N,)`.
-    """
-    labels = np.asarray(labels)
-    x = np.asarray(output_map(jnp.asarray(theta), jnp.asarray(X))).reshape(labels.shape[0], -1)
-    return float(np.mean(np.argmax(x, axis=1) == labels))
-
-
-def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int, damping: float | None = None,
-            test: tuple | None = None, repeats: int = 3) -> DescentRun:
-    r"""Run a discrete optimiser for `n_steps` steps from θ_0, timed.
-
-    Methods (`METHODS`): ``"adapted"``, θ_{k+1} = θ_k − h D⁺∇_x C (explicit Euler of (1.30);
-    with `damping` λ, D⁺ → Dᵀ(D Dᵀ + λ1)⁻¹); ``"gd"``, θ_{k+1} = θ_k − η ∇_θ C (Euler of
-    (1.9)); ``"adam"``, `optax.adam(η)`.  Each adapted step builds D Dᵀ once: by the
-    layer-wise kernel of `adaptedflow.kernels` for `adaptedflow.mlp` maps (no D formed;
-    u = −Dᵀα is one VJP), else from D by reverse mode.
-
-    The run is compiled once per (method, output map, n_steps, damped or not) and shapes;
-    `step` and `damping` are traced.  It is timed `repeats` times after compiling; the
-    median is reported.
-
-    Args:
-        method: a key of `METHODS`.
-        output_map: a stable `output_map(theta, X) -> x` (module-level function or `mlp(...)`).
-        theta0: θ_0, shape `(K,)`.
-        X: training inputs, shape `(N, M)`.
-        Y: training targets, shape `(N, Q)` (one-hot rows give the labels for accuracy).
-        step: h for ``"adapted"`` (0 < h < 2N), the learning rate η > 0 otherwise.
-        n_steps: number of steps n ≥ 1.
-        damping: λ ≥ 0 for damped adapted descent; None (default) for undamped.
-        test: optional `(X_test, Y_test)`, shapes `(N', M)`, `(N', Q)`, for test accuracy.
-        repeats: timed repetitions (the median is reported), ≥ 1.
-
-    Returns:
-        A `DescentRun`; `costs` has C_0..C_n.
-
-    Raises:
-        ValueError: unknown method, bad step, damping, shapes or counts.
-    """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {sorted(METHODS)}; got {method!r}.")
-    theta0, X, Y = _check_data(theta0, X, Y)
-    N = X.shape[0]
-    n_steps = _check_positive_int(n_steps, "n_steps")
-    repeats = _check_positive_int(repeats, "repeats")
-    damping = _check_damping(damping)
-    if method == "adapted":
-        step = _check_step(step, N)
-        QN = int(np.asarray(output_map(theta0, X)).shape[0])
-        if damping is None and theta0.shape[0] < QN:
-            raise ValueError(
-                f"undamped adapted descent needs K ≥ QN (D Dᵀ invertible, (1.26)); got K = {theta0.shape[0]} < "
-                f"QN = {QN}. Pass `damping=λ > 0`, or use an under-parametrized method."
-            )
-    else:
-        if damping is not None:
-            raise ValueError(f"`damping` applies to method='adapted' only; got damping={damping} with {method!r}.")
-        step = float(step)
-        if not math.isfinite(step) or step <= 0:
-            raise ValueError(f"`step` (the learning rate η) must be > 0; got {step}.")
-    run = _compiled_run(method, output_map, n_steps, damping is not None)
-    args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
-    t0 = time.perf_counter()
-    compiled = run.lower(*args).compile()
-    compile_seconds = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        costs, thetas = jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    step_seconds = float(np.median(times)) / n_steps
-    costs, thetas = np.asarray(costs), np.asarray(thetas)
-    labels = np.argmax(np.asarray(Y), axis=1)
-    train_acc = classification_accuracy(output_map, thetas[-1], X, labels)
-    test_acc = float("nan")
-    if test is not None:
-        Xt, Yt = as_float64(test[0], "test[0]"), as_float64(test[1], "test[1]")
-        require_shape(Xt, (None, X.shape[1]), "test[0]", "Test inputs need the training input dimension M.")
-        require_shape(Yt, (Xt.shape[0], Y.shape[1]), "test[1]", "One target row per test input.")
-        test_acc = classification_accuracy(output_map, thetas[-1], Xt, np.argmax(np.asarray(Yt), axis=1))
-    return DescentRun(method=method, step=float(step), damping=damping, costs=costs, thetas=thetas,
-                      seconds=step_seconds * np.arange(n_steps + 1), step_seconds=step_seconds,
-                      run_seconds=np.asarray(times),
-                      compile_seconds=compile_seconds, train_accuracy=train_acc, test_accuracy=test_acc)
-
-
-# --------------------------------------------------------------------------- the O(h²) term
-
-def _directional_derivatives(output_map, theta, X, v):
-    """x'[v], x''[v, v], x'''[v, v, v] by nested forward-mode AD (no finite differences)."""
-    f = lambda t: output_map(t, X)
-    d1 = lambda t: jax.jvp(f, (t,), (v,))[1]
-    d2 = lambda t: jax.jvp(d1, (t,), (v,))[1]
-    d3 = lambda t: jax.jvp(d2, (t,), (v,))[1]
-    return d1(theta), d2(theta), d3(theta)
 
 
 class StepDefect(NamedTuple):
@@ -429,10 +164,10 @@ def step_defect(output_map, theta, X, Y, hs, *, damping: float | None = None) ->
     Returns:
         A `StepDefect`.
     """
-    theta, X, Y = _check_data(theta, X, Y)
+    theta, X, Y = validate_data(theta, X, Y)
     N = X.shape[0]
-    hs = np.asarray([_check_step(h, N) for h in np.atleast_1d(np.asarray(hs, dtype=np.float64))])
-    damping = _check_damping(damping)
+    hs = np.asarray([check_step(h, N) for h in np.atleast_1d(np.asarray(hs, dtype=np.float64))])
+    damping = check_damping(damping)
     x, D = outputs_and_jacobian(output_map, theta, X)
     r = x - Y.reshape(-1)
     g = r / N
@@ -494,59 +229,10 @@ def taylor_coefficients(output_map, thetas, X, Y, *, damping: float | None = Non
     X, Y = as_float64(X, "X"), as_float64(Y, "Y")
     thetas = as_float64(thetas, "thetas")
     require_shape(thetas, (None, None), "thetas", "Pass θ_k as rows; use `theta[None]` for one point.")
-    damping = _check_damping(damping)
+    damping = check_damping(damping)
     out = _compiled_taylor(output_map)(thetas, X, Y, jnp.float64(damping or 0.0), jnp.float64(0.0))
     return tuple(np.asarray(o) for o in out[:4])
 
-
-def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
-    r"""Wall-clock seconds of whole runs, timed round-robin so that load drift hits all alike.
-
-    On a shared machine the load changes over seconds; timing each run's repeats back to
-    back lets that drift bias a comparison.  Here repeat r of every run is timed before
-    repeat r + 1 of any, after every run has been compiled (compile time excluded).
-
-    Args:
-        specs: a sequence of dicts of `descent` keyword arguments (`method`, `output_map`,
-            `theta0`, `X`, `Y`, `step`, `n_steps`, optionally `damping`).
-        repeats: timed repetitions of each run, ≥ 1.
-
-    Returns:
-        Seconds, shape `(len(specs), repeats)`; divide the median by `n_steps` for a step.
-    """
-    repeats = _check_positive_int(repeats, "repeats")
-    prepared = []
-    for spec in specs:
-        spec = dict(spec)
-        method = spec.pop("method")
-        output_map = spec.pop("output_map")
-        theta0, X, Y = _check_data(spec.pop("theta0"), spec.pop("X"), spec.pop("Y"))
-        n_steps = _check_positive_int(spec.pop("n_steps"), "n_steps")
-        damping = _check_damping(spec.pop("damping", None))
-        step = float(spec.pop("step"))
-        if spec:
-            raise ValueError(f"`specs` entries take descent's arguments only; unknown keys {sorted(spec)}.")
-        if method not in METHODS:
-            raise ValueError(f"`method` must be one of {sorted(METHODS)}; got {method!r}.")
-        if method == "adapted":
-            step = _check_step(step, X.shape[0])
-        elif not (math.isfinite(step) and step > 0):
-            raise ValueError(f"`step` (the learning rate η) must be > 0; got {step}.")
-        run = _compiled_run(method, output_map, n_steps, damping is not None)
-        args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
-        compiled = run.lower(*args).compile()
-        jax.block_until_ready(compiled(*args))
-        prepared.append((compiled, args))
-    out = np.empty((len(prepared), repeats))
-    for r in range(repeats):
-        for i, (compiled, args) in enumerate(prepared):
-            t0 = time.perf_counter()
-            jax.block_until_ready(compiled(*args))
-            out[i, r] = time.perf_counter() - t0
-    return out
-
-
-# --------------------------------------------------------------------------- the rate over a run
 
 #: Relative rounding unit of float64 (half the machine epsilon).
 _U = float(np.finfo(np.float64).eps) / 2
@@ -641,8 +327,8 @@ def rate_bound(output_map, thetas, X, Y, h: float, *, n_forward: int) -> RateBou
     thetas = as_float64(thetas, "thetas")
     require_shape(thetas, (None, None), "thetas", "Pass the run's θ_0..θ_n as rows.")
     N, QN = X.shape[0], Y.size
-    h = _check_step(h, N)
-    n_forward = _check_positive_int(n_forward, "n_forward")
+    h = check_step(h, N)
+    n_forward = positive_int(n_forward, "n_forward")
     A2, A3, smin, smax, res, xrel, pred = (np.asarray(o) for o in _compiled_taylor(output_map)(
         thetas, X, Y, jnp.float64(0.0), jnp.float64(h)))
     q = abs(1.0 - h / N)
@@ -741,8 +427,6 @@ def damped_band_excess(output_map, run: DescentRun, X, Y, *, floor: float = 1e-1
     return excess[ok], np.stack([lo, hi], axis=1)
 
 
-# --------------------------------------------------------------------------- Wine, tuning, the race
-
 class WineProblem(NamedTuple):
     r"""A train/test split of the Wine recognition data and a tanh MLP on it.
 
@@ -781,7 +465,7 @@ def wine_problem(seed: int, n_train: int, hidden=(16,), init_scale: float = 1.0)
     """
     from sklearn.datasets import load_wine
 
-    from .network import init_params, mlp
+    from ..network import init_params, mlp
 
     if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or not 3 <= n_train < 178:
         raise ValueError(f"`n_train` must be an integer in [3, 178); got {n_train!r}.")
@@ -886,7 +570,7 @@ def accuracy_difference_band(p1: float, p2: float, n_test: int) -> float:
     accuracy, the two taken as independent), and at least 2/n_test (two test inputs) so
     that a band never collapses when both accuracies are 1.
     """
-    n_test = _check_positive_int(n_test, "n_test")
+    n_test = positive_int(n_test, "n_test")
     pbar = 0.5 * (float(p1) + float(p2))
     return max(2.0 * math.sqrt(2.0 * pbar * (1.0 - pbar) / n_test), 2.0 / n_test)
 
@@ -1001,3 +685,4 @@ def paired_time_ratios(table: dict, seconds, name: str, others, i: int) -> np.nd
         return min(e["censored"][i], e["n"]) / e["n"] * seconds[e["row"]]
 
     return t(name) / np.min(np.stack([t(o) for o in others]), axis=0)
+

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from ._checks import validate_data
-from .cost import cost, grad_x_cost, outputs_and_jacobian
+from ..cost import cost, grad_x_cost, outputs_and_jacobian
+from ..validation import validate_data
 
 
 def _validate(output_map, theta, X, Y):
@@ -277,7 +277,7 @@ class Instance(NamedTuple):
     @property
     def output_map(self):
         """`adaptedflow.mlp(widths)`."""
-        from .network import mlp
+        from ..network import mlp
 
         return mlp(self.widths)
 
@@ -421,8 +421,8 @@ def analyse_critical_point(output_map, theta, X, Y, key, *, null_rtol: float = 1
     References:
         Theorem 4.2, (4.12)–(4.14).
     """
-    from .cost import jacobian
-    from .linalg import default_rank_rtol, numerical_rank
+    from ..cost import jacobian
+    from ..linalg import default_rank_rtol, numerical_rank
 
     theta, X, Y = _validate(output_map, theta, X, Y)
     D = np.asarray(jacobian(output_map, theta, X))
@@ -536,7 +536,7 @@ def perturbation_rule_tests(output_map, thetas, X, Y) -> RuleTest:
         the rule lowers C (to second order) iff `least_span` < 0; θ is a saddle iff
         `least_hessian` < 0 (each decided only beyond `scale`).
     """
-    from .linalg import numerical_rank
+    from ..linalg import numerical_rank
 
     single = np.ndim(thetas) == 1
     thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
@@ -579,7 +579,7 @@ def random_xor_saddles(key, hidden: int, n: int) -> np.ndarray:
     Returns:
         θ's, shape `(n, 4·hidden + 1)`.
     """
-    from .network import init_params
+    from ..network import init_params
 
     if not (isinstance(hidden, (int, np.integer)) and hidden >= 1):
         raise ValueError(f"`hidden` must be a positive integer; got {hidden!r}.")
@@ -635,9 +635,8 @@ def projected_flow_check(output_map, thetas, X, Y) -> ProjectedFlowCheck:
     References:
         Theorem 4.1, (4.5)–(4.7).
     """
-    from .cost import outputs_and_jacobian as _oj
-    from .flows import least_squares_direction
-    from .linalg import default_rank_rtol
+    from ..flows import least_squares_direction
+    from ..linalg import default_rank_rtol
 
     thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
     _, X, Y = _validate(output_map, jnp.asarray(thetas[0]), X, Y)
@@ -706,7 +705,7 @@ def projected_gradient_norm(output_map, theta, X, Y) -> float:
     Returns:
         A float ≥ 0.
     """
-    from .linalg import default_rank_rtol
+    from ..linalg import default_rank_rtol
 
     theta, X, Y = _validate(output_map, theta, X, Y)
     x, D = outputs_and_jacobian(output_map, theta, X)

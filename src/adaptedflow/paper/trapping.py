@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import brentq
 
-from ._checks import validate_data
-from .cost import cost, grad_x_cost, outputs_and_jacobian
-from .network import mlp, num_params, output_bias_jacobian
+from ..cost import cost, grad_x_cost, outputs_and_jacobian
+from ..network import mlp, num_params, output_bias_jacobian
+from ..validation import validate_data
 
 
 def rayleigh_quotient(D: jax.Array, grad_x: jax.Array) -> jax.Array:
@@ -310,7 +310,7 @@ def search_equilibrium(output_map, theta0, X, Y, *, grad_stop: float, s_first: f
     The orbit is followed with `adaptedflow.integrate_until` (a convergence run: doubling
     segments, the stopping test after each; an orbit still moving at `s_max` is reported
     with ``stop="s_max"``, never raised); its end point is then polished with
-    `adaptedflow.critical.newton_to_critical` to |∇_θC| ≤ `newton_tol` where Newton
+    `adaptedflow.paper.critical.newton_to_critical` to |∇_θC| ≤ `newton_tol` where Newton
     converges.
 
     Args:
@@ -326,8 +326,8 @@ def search_equilibrium(output_map, theta0, X, Y, *, grad_stop: float, s_first: f
     References:
         Lemma 3.2, (3.10).
     """
+    from ..integrate import integrate_until
     from .critical import cost_gradient, newton_to_critical
-    from .integrate import integrate_until
 
     if not (np.isfinite(grad_stop) and grad_stop > 0):
         raise ValueError(f"`grad_stop` must be a positive number; got {grad_stop!r}.")

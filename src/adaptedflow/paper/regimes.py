@@ -17,19 +17,18 @@ All diagnostics are computed in float64 with NumPy from a Jacobian `D` (get it w
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
-
 import functools
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import RankLossError, as_float64_matrix, require_finite
-from .cost import cost, outputs_and_jacobian
-from .flows import adapted_direction, adapted_under_direction
-from .integrate import integrate_flow
-from .network import num_params
+from ..cost import cost, outputs_and_jacobian
+from ..flows import adapted_direction, adapted_under_direction
+from ..integrate import integrate_flow
+from ..network import num_params
+from ..validation import RankLossError, as_float64_matrix, require_finite
 
 #: The package's two adapted fields, jitted once per shape: called eagerly, their
 #: `lax.cond` (the Cholesky fallback of `gram_solve`) would be traced and compiled anew
@@ -468,7 +467,7 @@ def orbit_until_outcome(flow: str, output_map, theta0, X, Y, *, converged, s_fir
         `(orbit, outcome)`: the `Orbit` (None for the last two outcomes) and one of
         `UNTIL_OUTCOMES`.
     """
-    from .integrate import integrate_until
+    from ..integrate import integrate_until
 
     if "on_rank_loss" in kwargs:
         raise ValueError("`orbit_until_outcome` sets `on_rank_loss='stop'` itself; do not pass it.")
@@ -501,7 +500,7 @@ def reference_critical_point(*, n_newton: int = 3):
         `(widths, X, Y, theta_star)`: `(2, 2, 2)`, X shape `(20, 2)`, Y shape `(20, 2)`,
         θ_* shape `(12,)`.
     """
-    from .network import init_params, mlp
+    from ..network import init_params, mlp
 
     widths, teacher, N, noise = (2, 2, 2), (2, 8, 2), 20, 0.05
     key = jax.random.PRNGKey(0)

@@ -8,7 +8,6 @@ Theory is dashed black (`THEORY`), measurements solid colour (`COLORS`, Okabe–
 from __future__ import annotations
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 
 #: Okabe–Ito colour-blind-safe palette (blue, vermilion, bluish green, orange, …).

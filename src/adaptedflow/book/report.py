@@ -1,7 +1,7 @@
 r"""Pages the build generates from what it measured: Claims and Reproducibility.
 
 Nothing here is hand-written: the Claims page is made from the chapters' claim records
-(`adaptedflow.claims`) and the statement registry (`adaptedflow.statements`); the
+(`adaptedflow.book.claims`) and the statement registry (`adaptedflow.book.statements`); the
 Reproducibility page and `manifest.json` from the execution rows of the build, git and
 the installed packages.
 """

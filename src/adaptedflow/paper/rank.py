@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_float64_matrix
-from .network import num_params, output_bias_jacobian
+from ..network import num_params, output_bias_jacobian
+from ..validation import as_float64_matrix
 
 _EPS = float(np.finfo(np.float64).eps)
 

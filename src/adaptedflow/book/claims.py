@@ -22,7 +22,7 @@ Three things are recorded separately:
 
 * `passed`: whether the *measured fact* holds within the tolerance;
 * `verdict`: the verdict on the paper's *statement*, one per statement, from the
-  registry `adaptedflow.statements.VERDICT` (`VERDICTS` defines the vocabulary);
+  registry `adaptedflow.book.statements.VERDICT` (`VERDICTS` defines the vocabulary);
 * `findings`: sentences, each with its number, that qualify the verdict (a hypothesis
   often violated in practice, a loose bound, a setting where the statement is vacuous).
 
@@ -154,7 +154,7 @@ def check(claim_id: str, measured: float, bound: float, *, statement: str, quant
     Raises:
         ClaimFailed: the measurement breaks the bound (the record is still written).
         ValueError: malformed id, part, relation, kind or mode, or an id with no statement
-            in the registry (`adaptedflow.statements`).
+            in the registry (`adaptedflow.book.statements`).
     """
     if not _ID.match(claim_id):
         raise ValueError(f"`claim_id` must look like 'thm-2.1' (lower case, digits, '.', '-'); got {claim_id!r}.")
@@ -213,7 +213,7 @@ def statement_verdict(claim_id: str) -> str:
     from .statements import VERDICT
 
     if claim_id not in VERDICT:
-        raise ValueError(f"claim id {claim_id!r} has no statement in adaptedflow.statements; register it there "
+        raise ValueError(f"claim id {claim_id!r} has no statement in adaptedflow.book.statements; register it there "
                          f"(with its verdict) before checking it.")
     return VERDICT[claim_id]
 

@@ -1,6 +1,6 @@
 r"""The paper's statements that the book checks: one registry, in the paper's order.
 
-Each entry has the stable claim id the chapters record under (see `adaptedflow.claims`),
+Each entry has the stable claim id the chapters record under (see `adaptedflow.book.claims`),
 the paper's label and section, and the statement in one line.  The Claims page lists
 every entry, so statements no chapter has checked yet appear as "not yet reproduced".
 """
@@ -39,7 +39,7 @@ EXTRA_STATEMENTS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-#: The one verdict per statement (vocabulary: `adaptedflow.claims.VERDICTS`).  Findings
+#: The one verdict per statement (vocabulary: `adaptedflow.book.claims.VERDICTS`).  Findings
 #: that qualify a verdict are measured, so they live in the chapters' records.
 VERDICT: dict[str, str] = {
     **{sid: "reproduced" for sid, *_ in STATEMENTS},

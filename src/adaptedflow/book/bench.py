@@ -1,0 +1,355 @@
+r"""Benchmark: what one adapted direction (1.30) costs, by method and against the peers.
+
+Run on demand (never in CI's timing assertions)::
+
+    OPENBLAS_NUM_THREADS=1 python -m adaptedflow.bench            # QN ∈ {300, 1000, 3000}
+    python -m adaptedflow.bench --quick                             # tiny sizes, a smoke run
+
+Each row is measured in a fresh subprocess (so its peak resident memory is its own):
+the median wall time over `--repeats` runs after one compile-and-warm-up call, the peak
+resident set size, and the ratio to one standard gradient (`jax.grad` of the cost) timed
+in the same subprocess; for iterative methods the iterations; and for every direction
+its relative difference from the structured one (a fast answer that is wrong is not a
+win).  Rows: this package's ``structured``, ``dense`` and ``matrix-free`` directions (CG
+with the Nyström preconditioner, and ``mf-jacobi`` / ``mf-none`` for the iteration
+counts before and after), and the peers a user would otherwise reach for:
+`jnp.linalg.pinv` and `jnp.linalg.lstsq` on jacrev's D, one `optimistix.GaussNewton` step
+with ``jac="bwd"`` (timed at ``max_steps=1``, which computes one step; its accuracy is read
+from ``max_steps=2``, since optimistix applies a step one iteration after computing it), and `lineax.LSMR` at rtol = atol = 1e-10 and at 1e-14 (the tolerance
+at which it matched the others to ≤ 1e-10 at QN = 1000); `neural-tangents` gets a row
+with the error its import raises here (it is
+not a dependency: 0.6.5 was reported to import `jax.core.Jaxpr`, gone from jax 0.10, and to
+pull in TensorFlow).
+Set `OPENBLAS_NUM_THREADS` (and `XLA_FLAGS`) the same way for every run you compare:
+LAPACK calls showed 10–50× spikes under load without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..cost import cost
+from ..descent import METHODS as DESCENT_METHODS
+from ..descent import _compiled_run, check_damping, check_step
+from ..kernels import _direction_jit, _static, adapted_step_direction
+from ..network import init_params, mlp
+from ..numerics import default_rank_rtol
+from ..problem import gaussian_clusters
+from ..validation import positive_int, validate_data
+
+
+def direction_flops(widths, N: int) -> dict[str, float]:
+    r"""Leading-order flop counts of one adapted direction (1.30), by method, for an MLP.
+
+    With K parameters, QN outputs and hidden widths M_ℓ (a multiply–add counts 2):
+
+    * dense: D by reverse mode, QN VJPs through the whole batch (≈ QN·4NK), the Gram
+      D Dᵀ (2·QN²·K) and the Cholesky factor (QN³/3);
+    * structured: the layer-wise kernel — per hidden layer δδᵀ (2·QN²·M_ℓ) and h hᵀ
+      (2·N²·M_{ℓ−1}), for the output layer h_L h_Lᵀ only (its δ is e_q) — the back-
+      propagated errors (QN·M_L + 2·QN·Σ_ℓ M_ℓ M_{ℓ+1} over consecutive hidden layers),
+      the same Cholesky, one VJP (≈ 4NK);
+    * one standard gradient: ≈ 6NK (forward and backward pass).
+
+    Returns:
+        Dict with keys ``"dense"``, ``"structured"``, ``"gram_dense"`` (D Dᵀ from D),
+        ``"kernel"`` (the layer-wise kernel), ``"cholesky"``, ``"gradient"`` (flops),
+        ``"K"``, ``"QN"``.
+    """
+    widths = tuple(int(w) for w in widths)
+    K = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    Q = widths[-1]
+    QN = Q * N
+    chol = QN**3 / 3
+    gram_dense = 2 * QN**2 * K
+    dense = QN * 4 * N * K + gram_dense + chol
+    kernel = sum(2 * QN**2 * m_out + 2 * N**2 * m_in for m_in, m_out in zip(widths[:-2], widths[1:-1]))
+    kernel += 2 * N**2 * widths[-2]
+    hidden = widths[1:-1]        # δ_L = W_out[q] ⊙ σ′ (QN·M_L), then one product per pair of hidden layers
+    backprop = (QN * hidden[-1] if hidden else 0) + 2 * QN * sum(a * b for a, b in zip(hidden[:-1], hidden[1:]))
+    return {"dense": float(dense), "structured": float(kernel + backprop + chol + 4 * N * K),
+            "gram_dense": float(gram_dense), "kernel": float(kernel), "cholesky": float(chol),
+            "gradient": float(6 * N * K), "K": K, "QN": QN}
+
+
+#: Named variants of `adapted_step_direction` for tables: name → (method, keyword arguments).
+VARIANTS = {"structured": ("structured", {}), "dense": ("dense", {}),
+            "matrix-free": ("matrix-free", {"precondition": "nystrom"}),
+            "mf-jacobi": ("matrix-free", {"precondition": "jacobi"}),
+            "mf-none": ("matrix-free", {"precondition": "none"})}
+
+
+def time_direction_methods(widths, N: int, *, methods=("structured", "matrix-free", "dense"), repeats: int = 3,
+                           key=None) -> dict:
+    r"""Median wall seconds, XLA memory and accuracy of one adapted direction per method, in this process.
+
+    Compiles each method once before timing; every time is the median of `repeats` runs,
+    and one gradient is timed in the same process as the reference.  Memory is what the
+    compiled direction allocates beyond its inputs and outputs (XLA's temporary buffers,
+    `memory_analysis().temp_size_in_bytes`): D for dense, the kernel for structured, the
+    sketch for Nyström.
+
+    Args:
+        methods: names of `VARIANTS`.
+
+    Returns:
+        Dict: ``K``, ``QN``, ``gradient`` (seconds), and per method: ``seconds``,
+        ``iterations`` (CG), ``memory_mb`` and ``agreement`` (relative difference from
+        the first method of `methods`).
+    """
+    unknown = sorted(set(methods) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {sorted(VARIANTS)}.")
+    key = jax.random.PRNGKey(0) if key is None else key
+    widths = tuple(int(w) for w in widths)
+    X, _, Y = gaussian_clusters(jax.random.fold_in(key, 0), N, widths[0], widths[-1])
+    net = mlp(widths)
+    theta = init_params(jax.random.fold_in(key, 1), widths)
+    grad = jax.jit(jax.grad(lambda t: cost(net(t, X), Y)))
+
+    def median_time(fn):
+        jax.block_until_ready(fn())
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts))
+
+    out = {"K": int(theta.size), "QN": int(widths[-1] * N), "gradient": median_time(lambda: grad(theta)),
+           "seconds": {}, "iterations": {}, "agreement": {}, "memory_mb": {}}
+    dirs = {}
+    for name in methods:
+        method, kw = VARIANTS[name]
+        call = lambda: adapted_step_direction(net, theta, X, Y, method=method, **kw)
+        out["seconds"][name] = median_time(lambda: call()[0])
+        u, info = call()
+        dirs[name] = u
+        out["iterations"][name] = int(info.iterations)
+        static = _static(net, "adapted", method, 1e-12, 10_000, kw.get("precondition", "nystrom"), 100,
+                         default_rank_rtol((out["QN"], out["K"])), out["QN"])
+        mem = _direction_jit.lower(*static, theta, X, Y).compile().memory_analysis()
+        out["memory_mb"][name] = float(mem.temp_size_in_bytes) / 2**20
+    ref = dirs[methods[0]]
+    for name, u in dirs.items():
+        out["agreement"][name] = float(jnp.linalg.norm(u - ref) / jnp.linalg.norm(ref))
+    return out
+
+
+def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
+    r"""Wall-clock seconds of whole runs, timed round-robin so that load drift hits all alike.
+
+    On a shared machine the load changes over seconds; timing each run's repeats back to
+    back lets that drift bias a comparison.  Here repeat r of every run is timed before
+    repeat r + 1 of any, after every run has been compiled (compile time excluded).
+
+    Args:
+        specs: a sequence of dicts of `descent` keyword arguments (`method`, `output_map`,
+            `theta0`, `X`, `Y`, `step`, `n_steps`, optionally `damping`).
+        repeats: timed repetitions of each run, ≥ 1.
+
+    Returns:
+        Seconds, shape `(len(specs), repeats)`; divide the median by `n_steps` for a step.
+    """
+    repeats = positive_int(repeats, "repeats")
+    prepared = []
+    for spec in specs:
+        spec = dict(spec)
+        method = spec.pop("method")
+        output_map = spec.pop("output_map")
+        theta0, X, Y = validate_data(spec.pop("theta0"), spec.pop("X"), spec.pop("Y"))
+        n_steps = positive_int(spec.pop("n_steps"), "n_steps")
+        damping = check_damping(spec.pop("damping", None))
+        step = float(spec.pop("step"))
+        if spec:
+            raise ValueError(f"`specs` entries take descent's arguments only; unknown keys {sorted(spec)}.")
+        if method not in DESCENT_METHODS:
+            raise ValueError(f"`method` must be one of {sorted(DESCENT_METHODS)}; got {method!r}.")
+        if method == "adapted":
+            step = check_step(step, X.shape[0])
+        elif not (math.isfinite(step) and step > 0):
+            raise ValueError(f"`step` (the learning rate η) must be > 0; got {step}.")
+        run = _compiled_run(method, output_map, n_steps, damping is not None)
+        args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
+        compiled = run.lower(*args).compile()
+        jax.block_until_ready(compiled(*args))
+        prepared.append((compiled, args))
+    out = np.empty((len(prepared), repeats))
+    for r in range(repeats):
+        for i, (compiled, args) in enumerate(prepared):
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            out[i, r] = time.perf_counter() - t0
+    return out
+
+
+OURS = VARIANTS          # this package's rows
+SIZES = {  # (label, widths, N): QN = Q·N, K from the widths
+    "full": [("QN=300", (16, 64, 64, 10), 30), ("QN=1000", (16, 256, 256, 10), 100),
+             ("QN=1000,K=270k", (16, 512, 512, 10), 100), ("QN=3000", (16, 512, 512, 10), 300)],
+    "quick": [("QN=40", (4, 32, 32, 4), 10), ("QN=120", (8, 64, 64, 6), 20)],
+}
+#: LSMR at its usual tolerance, and at the tolerance that matches the others to ≤ 1e-10
+LSMR_TOLS = {"lineax-lsmr": 1e-10, "lineax-lsmr-tight": 1e-14}
+METHODS = ("grad", *OURS, "pinv", "lstsq", "optimistix-gn", *LSMR_TOLS)
+SKIP_DENSE_ABOVE = 150e6          # QN·K entries: the peers that form D would need > 1.2 GB for it alone
+
+
+def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import adaptedflow as af
+
+    Q = widths[-1]
+    X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(0), N, widths[0], Q)
+    net = af.mlp(tuple(widths))
+    theta = af.init_params(jax.random.PRNGKey(1), widths)
+    K, QN = theta.size, Q * N
+    loss = lambda t: af.cost(net(t, X), Y)
+    grad = jax.jit(jax.grad(loss))
+    iterations = None
+    scale = 1.0                                          # peer output = scale · (−D⁺∇ₓC)
+    if method == "grad":
+        fn = lambda: grad(theta)
+    elif method in OURS:
+        name, kw = OURS[method]
+        fn = lambda: af.adapted_step_direction(net, theta, X, Y, method=name, **kw)[0]
+        if name == "matrix-free":
+            iterations = int(af.adapted_step_direction(net, theta, X, Y, method=name, **kw)[1].iterations)
+    else:
+        if QN * K > SKIP_DENSE_ABOVE and not method.startswith("lineax-lsmr"):    # LSMR never forms D
+            return {"skipped": f"D would have {QN * K / 1e6:.0f}M entries"}
+        jac = jax.jit(jax.jacrev(lambda t: net(t, X)))
+        res = jax.jit(lambda t: net(t, X) - Y.reshape(-1))
+        if method == "pinv":
+            fn = jax.jit(lambda: -jnp.linalg.pinv(jac(theta)) @ res(theta) / N)
+        elif method == "lstsq":
+            fn = jax.jit(lambda: -jnp.linalg.lstsq(jac(theta), res(theta) / N)[0])
+        elif method == "optimistix-gn":
+            import optimistix as optx
+
+            # residual r/√N (so its half-square is C): the Gauss–Newton step is −D⁺r = N·u.
+            # optimistix computes the step in its first iteration (D by jacrev, the linear
+            # solve) and applies it in the second, which computes the next step as well;
+            # max_steps=1 returns θ unchanged.  So the time is that of max_steps=1 (one step
+            # computed), and the accuracy is that of the step max_steps=2 applies.
+            solver = optx.GaussNewton(rtol=1e-12, atol=1e-12)
+
+            def gn(steps):
+                return jax.jit(lambda: optx.least_squares(
+                    lambda t, _: (net(t, X) - Y.reshape(-1)) / np.sqrt(N), solver, theta, max_steps=steps,
+                    throw=False, options={"jac": "bwd"}).value - theta)
+
+            fn, applied = gn(1), gn(2)
+            scale = float(N)
+        elif method.startswith("lineax-lsmr"):
+            import lineax as lx
+
+            tol = LSMR_TOLS[method]
+            op = lx.JacobianLinearOperator(lambda t, _: net(t, X), theta, jac="bwd")
+
+            def lsmr():
+                sol = lx.linear_solve(op, -res(theta) / N, lx.LSMR(rtol=tol, atol=tol, max_steps=100_000), throw=False)
+                return sol.value, sol.stats["num_steps"]
+
+            lsmr = jax.jit(lsmr)
+            fn = lambda: lsmr()[0]
+            iterations = int(lsmr()[1])
+        else:
+            raise ValueError(method)
+    u = jax.block_until_ready(fn())
+    jax.block_until_ready(grad(theta))
+    times, gtimes = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        jax.block_until_ready(grad(theta))
+        gtimes.append(time.perf_counter() - t)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"K": int(K), "QN": int(QN), "seconds": float(np.median(times)),
+           "ratio_to_grad": float(np.median(times) / np.median(gtimes)), "peak_mb": float(peak_mb),
+           "iterations": iterations}
+    if method == "optimistix-gn":
+        u = applied()
+    if method != "grad":                                 # accuracy against the structured direction
+        ref = af.adapted_step_direction(net, theta, X, Y, method="structured")[0]
+        out["rel_diff"] = float(jnp.linalg.norm(u / scale - ref) / jnp.linalg.norm(ref))
+    return out
+
+
+def _neural_tangents_status() -> str:
+    """Why neural-tangents has no timing row: the import error as raised here."""
+    proc = subprocess.run([sys.executable, "-c", "import neural_tangents"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return "it imports, but has no row yet"
+    last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+    return f"`import neural_tangents` fails: {last[:110]}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adaptedflow.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, seconds)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--one", nargs=3, metavar=("METHOD", "WIDTHS", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        method, widths, N = args.one
+        print(json.dumps(_measure(method, tuple(json.loads(widths)), int(N), args.repeats)))
+        return 0
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    print(f"OPENBLAS_NUM_THREADS={env['OPENBLAS_NUM_THREADS']} XLA_FLAGS={env.get('XLA_FLAGS', '')!r}; "
+          f"median of {args.repeats}; float64")
+    print(f"{'size':<16} {'method':<18} {'K':>8} {'QN':>6} {'seconds':>9} {'x grad':>8} {'peak MB':>8} "
+          f"{'iters':>6} {'rel. diff':>9}")
+    rows = []
+    for label, widths, N in SIZES["quick" if args.quick else "full"]:
+        for method in methods:
+            cmd = [sys.executable, "-m", "adaptedflow.bench", "--repeats", str(args.repeats),
+                   "--one", method, json.dumps(list(widths)), str(N)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            try:
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                last = (proc.stderr.strip().splitlines() or [""])[-1][:80]
+                killed = " (SIGKILL: out of memory, most likely)" if proc.returncode == -9 else ""
+                row = {"error": f"exit {proc.returncode}{killed} {last}".strip()}
+            row.update(size=label, method=method)
+            rows.append(row)
+            if "seconds" in row:
+                its = "" if row.get("iterations") is None else row["iterations"]
+                diff = f"{row['rel_diff']:.1e}" if "rel_diff" in row else ""
+                print(f"{label:<16} {method:<18} {row['K']:>8} {row['QN']:>6} {row['seconds']:>9.4f} "
+                      f"{row['ratio_to_grad']:>8.1f} {row['peak_mb']:>8.0f} {its:>6} {diff:>9}", flush=True)
+            else:
+                print(f"{label:<16} {method:<18} {row.get('skipped') or row.get('error')}", flush=True)
+        print(f"{label:<16} {'neural-tangents':<18} cannot run: {_neural_tangents_status()}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
