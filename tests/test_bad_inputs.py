@@ -65,7 +65,8 @@ CASES = {
     "float32 inputs": (lambda: _integrate(X=np.asarray(X, dtype=np.float32)), TypeError, "`X` has dtype float32"),
     "eps ≤ 0 for the event": (lambda: _integrate(eps=0.0), ValueError, "`eps` must be > 0"),
     "eps ≥ C(0) for the stopping time": (
-        lambda: af.first_passage_time("adapted", NET, THETA, X, Y, 2 * C0, s1=1.0), ValueError, r"s_\*\(eps\) = 0 \(2\.21\)"),
+        lambda: af.first_passage_time("adapted", NET, THETA, X, Y, 2 * C0, s1=1.0), ValueError,
+        r"s_\*\(eps\) = 0 \(2\.21\)"),
     "eps ≤ 0 for the stopping-time formula": (lambda: af.stopping_time(1.0, -1e-3, 4), ValueError, "`eps` must be > 0"),
     "negative horizon": (lambda: _integrate(s1=-1.0), ValueError, "`s1` must be a positive"),
     "save times out of order": (lambda: _integrate(ts=[0.0, 0.5, 0.2]), ValueError, "increasing"),
@@ -117,3 +118,12 @@ def test_non_smooth_activation_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         af.mlp((2, 3, 1), "tanh")
+
+
+def test_adam_without_optax_names_the_extra(monkeypatch):
+    """optax is not a dependency of the library: method='adam' says which extra provides it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optax", None)                 # `import optax` now raises ImportError
+    with pytest.raises(ImportError, match=r"needs optax.*`bench` or `book` extra"):
+        af.descent("adam", NET, THETA, X, Y, step=1e-2, n_steps=2, repeats=1)

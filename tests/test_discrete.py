@@ -1,5 +1,7 @@
 """Adapted descent in discrete time (adaptedflow.paper.discrete)."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,12 +168,46 @@ def test_bad_inputs_raise(linear_problem):
         descent("adapted", _doubled, theta0[:5], X, Y, step=1.0, n_steps=1)
 
 
-def test_interleaved_timing_shape(linear_problem):
+def test_interleaved_timing_is_round_robin_and_times_whole_runs(linear_problem):
+    """Each output map sleeps `pause` seconds per call, on the host, and logs which run called it
+    and when: the log shows the round-robin order (one warm-up pass, then repeat r of every run
+    before repeat r + 1 of any), and every timing covers its whole run, ≥ (calls in it)·pause."""
+    from jax.experimental import io_callback
+
     X, Y, theta0 = linear_problem
+    pause, log = 2e-3, []
+
+    def slow_identity(run):
+        def host(_):
+            log.append((run, time.perf_counter()))
+            time.sleep(pause)
+            return np.zeros((), np.float64)
+
+        # the callback reads θ (without its tangent), so it runs once per evaluation, in the loop
+        return lambda theta, X: theta + io_callback(host, jax.ShapeDtypeStruct((), jnp.float64),
+                                                    jax.lax.stop_gradient(theta))
+
+    steps, repeats = (4, 12), 2
+    specs = [dict(method="gd", output_map=slow_identity(i), theta0=theta0, X=X, Y=Y, step=0.5, n_steps=n)
+             for i, n in enumerate(steps)]
+    secs = interleaved_run_seconds(specs, repeats=repeats)
+    assert secs.shape == (len(steps), repeats)
+    blocks = []                                           # consecutive calls by one run = one execution
+    for run, stamp in log:
+        if blocks and blocks[-1][0] == run:
+            blocks[-1][1].append(stamp)
+        else:
+            blocks.append((run, [stamp]))
+    assert [run for run, _ in blocks] == [0, 1] * (1 + repeats)       # warm-up pass, then round-robin
+    calls = [len(blocks[i][1]) for i in range(2)]
+    assert calls[0] >= steps[0] and calls[1] >= steps[1]              # ≥ one evaluation per step
+    for r in range(repeats):
+        for i in range(2):
+            run, stamps = blocks[2 * (1 + r) + i]
+            assert len(stamps) == calls[i]                             # the same run every time
+            assert secs[i, r] >= calls[i] * pause                     # the whole run is timed
+            assert secs[i, r] >= stamps[-1] - stamps[0] + pause
     common = dict(output_map=af.identity_map, theta0=theta0, X=X, Y=Y, n_steps=_N_LONG)
-    secs = interleaved_run_seconds([dict(method="adapted", step=1.0, **common),
-                                    dict(method="gd", step=0.5, **common)], repeats=2)
-    assert secs.shape == (2, 2) and np.all(secs > 0)
     with pytest.raises(ValueError, match="must be < 2N"):
         interleaved_run_seconds([dict(method="adapted", step=100.0, **common)], repeats=1)
 
@@ -353,3 +389,184 @@ def test_second_order_prediction_is_third_order_accurate(small_problem):
     assert 4 < devs[1] / devs[0] < 16
     with pytest.raises(ValueError, match="`predicted` of shape"):
         second_order_deviation([1.0, 0.5], [0.7, 0.7])
+
+
+# --------------------------------------------------------------------------- the chapter's analyses, one call each
+
+from adaptedflow.numerics import EPS  # noqa: E402
+from adaptedflow.paper.discrete import (  # noqa: E402
+    RateBound,
+    SmallStepRun,
+    StepDefect,
+    best_test_gap,
+    damped_study,
+    gauss_newton_check,
+    linearised_stopping,
+    network_stopping,
+    race_names,
+    race_runs,
+    race_specs,
+    rank_decay,
+    small_step_runs,
+    split_comparison,
+    split_frequencies,
+    step_cost_ratios,
+    tune_baselines,
+)
+
+
+def test_step_defect_order_and_taylor_ratio_closed_form():
+    hs = np.array([0.1, 0.2, 0.4])
+    sd = StepDefect(measured=3 * hs**2 + hs**3, second=3 * hs**2, third=2 * hs**3, solve_residual=0.0, steps=hs)
+    assert sd.taylor_ratio == pytest.approx(0.5, rel=1e-12)                 # |δ − h²A2| = h³ = ½·(2h³)
+    pure = sd._replace(measured=3 * hs**2)
+    assert pure.order == pytest.approx(2.0, rel=1e-12) and pure.taylor_ratio == 0.0
+
+
+def test_small_step_runs_on_identity_model_follow_the_rate(linear_problem):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    small = small_step_runs(af.identity_map, theta0, X, Y, [0.2, 0.1], n_steps=20, n_forward=1)
+    assert list(small) == [0.2, 0.1]
+    for f, s in small.items():
+        assert isinstance(s, SmallStepRun) and s.run.step == f * N and s.run.costs.shape == (21,)
+        np.testing.assert_array_equal(s.deviation, rate_deviation(s.run.costs, f * N, N))
+        assert s.deviation[0] == 0.0 and np.all(s.deviation < 1e-12)      # exact rate up to rounding
+        assert np.all(s.bound.taylor < 1e-12)                               # x'' = x''' = 0
+        assert 0.0 <= s.bound_ratio <= 1.0 and 0.0 <= s.second_order_ratio <= 1.0
+
+
+def test_linearised_stopping_counts_closed_form(linear_problem):
+    X, Y, theta0 = linear_problem
+    C0 = float(af.cost(theta0, Y))
+    eps = C0 * 10.0 ** -np.array([1.0, 2.0, 3.0])
+    lin = linearised_stopping(theta0, X, Y, C0, eps, [0.5, 1.0])
+    # h = N/2: C_k = 4^{−k}C_0, so k_* = ⌈d·log 10/log 4⌉ = 2, 4, 5; h = N: one Gauss–Newton step
+    assert lin.rows == [(0.5, [2, 4, 5], [2, 4, 5]), (1.0, [1, 1, 1], [1, 1, 1])]
+    assert lin.worst == 0
+
+
+def test_network_stopping_on_exact_runs_is_within_the_margin(linear_problem):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    small = small_step_runs(af.identity_map, theta0, X, Y, [0.2], n_steps=20, n_forward=1)
+    C0 = float(small[0.2].run.costs[0])
+    eps = C0 * 10.0 ** -np.array([1.0, 2.0, 30.0])       # the last one is beyond the run: left out
+    table = network_stopping(small, N, C0, eps)
+    # (1 − 0.2)^{2k} ≤ 10^{−d}: k_* = ⌈d·log 10 / (−2 log 0.8)⌉ = 6, 11; L ≈ 0 gives the margin 1 + 1
+    assert [r[2:] for r in table.rows] == [(6, 6, 2), (11, 11, 2)]
+    np.testing.assert_allclose([r[1] for r in table.rows], [0.1, 0.01], rtol=1e-12)
+    assert table.worst == 0.0
+
+
+def test_rank_decay_fits_the_exponent_and_counts_singular_steps():
+    costs = 4.0 ** -np.arange(12)                       # |x_k − y_ω| ∝ 2^{−k}
+    ratio = 0.5 * np.sqrt(costs[:-1]) ** 1.5            # σ_min/σ_max ∝ |x_k − y_ω|^{1.5}
+    bound = RateBound(*(np.zeros(1),) * 4, sigma_min=ratio * 3.0, sigma_max=np.full(11, 3.0),
+                      log_width=np.zeros(12), predicted=np.zeros(11), third=np.zeros(12))
+    run = SmallStepRun(run=_fake_run("adapted", costs), deviation=np.zeros(12), bound=bound,
+                       second_order=np.zeros(12))
+    rd = rank_decay(run, costs[0], QN=4)
+    np.testing.assert_allclose(rd.ratio, ratio, rtol=1e-14)
+    assert rd.exponent == pytest.approx(1.5, rel=1e-10)
+    assert rd.n_singular == int(np.sum(ratio**2 < 4 * EPS)) == 0
+    assert rank_decay(run, costs[0], QN=10**12).n_singular == int(np.sum(ratio**2 < 1e12 * EPS)) > 0
+
+
+def test_damped_study_bands_and_counts(small_problem):
+    p = small_problem
+    N = p["X"].shape[0]
+    _, _, smin, _ = taylor_coefficients(p["net"], p["theta"][None], p["X"], p["Y"])
+    smin = float(smin[0])
+    st = damped_study(p["net"], p["theta"], p["X"], p["Y"], [1.0], sigma_min=smin, h=0.5 * N, n_steps=8,
+                      defect_steps=N * np.array([1e-3, 1e-2]))
+    assert list(st.runs) == [0.0, 1.0]
+    undamped, damped = st.runs[0.0], st.runs[1.0]
+    assert undamped.damping == 0.0 and damped.damping == pytest.approx(smin**2, rel=1e-15)
+    np.testing.assert_allclose(undamped.band, 0.5, rtol=1e-12)            # λ = 0: every mode contracts by 1 − h/N
+    assert np.all(damped.band[:, 0] <= damped.band[:, 1]) and damped.band[0, 1] == pytest.approx(0.75, rel=1e-10)
+    np.testing.assert_allclose(damped.rho, np.sqrt(damped.run.costs[1:] / damped.run.costs[:-1]), rtol=1e-15)
+    assert damped.late_rho == damped.rho[-1]
+    assert 0.0 < st.taylor_ratio <= 2.0
+    assert st.n_inside <= st.n_widened <= st.n_steps == 16
+    assert (st.worst_excess <= 1.0) == (st.n_widened == st.n_steps)
+
+
+def test_gauss_newton_check_value():
+    gn = gauss_newton_check(n_steps=2, target_decade=6)
+    assert gn.run.costs.shape == (3,) and gn.problem.X.shape == (60, 13)
+    assert gn.ratio == pytest.approx(1.4103683131313418, rel=1e-9)         # C_1 > C_0 where k_* = 1 is promised
+    assert gn.steps_to_target == -1
+
+
+def test_tune_baselines_flags_a_rate_at_the_edge_of_its_grid(linear_problem):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    tuned = tune_baselines(af.identity_map, theta0, X, Y, {"gd": [0.1 * N, float(N), 2.5 * N]}, n_steps=20)
+    assert list(tuned) == ["gd"] and tuned["gd"].lr == float(N) and not tuned["gd"].at_edge
+    # GD on C = |θ − y_ω|²/2N multiplies C by (1 − η/N)² per step: 2.25^20 at η = 2.5N, 0 after one step at η = N
+    C0 = float(af.cost(theta0, Y))
+    assert tuned["gd"].final[2] == pytest.approx(C0 * 2.25**20, rel=1e-10) and tuned["gd"].final[1] < 1e-28
+    edge = tune_baselines(af.identity_map, theta0, X, Y, {"gd": [0.1 * N, float(N)]}, n_steps=20)
+    assert edge["gd"].at_edge and edge["gd"].grid == (0.1 * N, float(N))
+
+
+def test_race_specs_and_runs(linear_problem):
+    X, Y, theta0 = linear_problem
+    N = X.shape[0]
+    specs = race_specs(N, [0.5, 1.0], 3, {"gd": 0.5, "adam": 0.01}, 4)
+    assert specs == {"adapted h = 0.5N": dict(method="adapted", step=2.5, n_steps=3),
+                     "adapted h = 1N": dict(method="adapted", step=5.0, n_steps=3),
+                     "gradient descent η = 0.5": dict(method="gd", step=0.5, n_steps=4),
+                     "Adam η = 0.01": dict(method="adam", step=0.01, n_steps=4)}
+    runs = race_runs(specs, af.identity_map, theta0, X, Y, test=(X, Y))
+    assert list(runs) == list(specs)
+    a = runs["adapted h = 0.5N"]
+    np.testing.assert_allclose(a.costs, a.costs[0] * 0.25 ** np.arange(4), rtol=1e-12)    # (1 − h/N)² = 1/4
+    assert runs["Adam η = 0.01"].costs.shape == (5,) and runs["gradient descent η = 0.5"].method == "gd"
+
+
+def test_race_names_step_cost_ratios_and_best_test_gap():
+    runs = {"adapted a": _fake_run("adapted", [1.0, 1e-3, 1e-7, 1e-9], test=0.9),
+            "adapted b": _fake_run("adapted", [1.0, 1e-1, 1e-3, 1e-4], test=0.95),
+            "gd": _fake_run("gd", [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01], test=0.92)}
+    table = race_summary(runs, np.array([[3.0, 3.3], [3.0, 3.0], [0.6, 0.6]]), 1.0, [2])
+    assert race_names(table) == (["adapted a", "adapted b"], ["gd"])
+    np.testing.assert_allclose(step_cost_ratios(table), [1.05 / 0.1, 1.0 / 0.1], rtol=1e-12)
+    tg = best_test_gap(table, 100)
+    assert (tg.adapted, tg.baseline) == ("adapted b", "gd")
+    assert tg.gap == pytest.approx(0.03, rel=1e-12)
+    assert tg.band == accuracy_difference_band(0.95, 0.92, 100)
+    with pytest.raises(ValueError, match="needs adapted runs"):
+        step_cost_ratios({"gd": table["gd"]})
+
+
+def test_split_frequencies_counts_its_splits():
+    kw = dict(init_scale=1.0, h_fracs=[0.5], n_adapted=4, lrs={"gd": 0.25, "adam": 0.01}, n_baseline=6,
+              target_decade=1)
+    sf = split_frequencies([5, 6], 12, (3,), **kw)
+    assert sf.splits[1] == split_comparison(6, 12, (3,), **kw)
+    lost = [not (s["reached_adapted"] and s["k_adapted"] < s["k_baseline"]) for s in sf.splits]
+    assert sf.n_lost == sum(lost)
+    np.testing.assert_array_equal(sf.gaps, [s["test_adapted"] - s["test_baseline"] for s in sf.splits])
+    np.testing.assert_array_equal(sf.bands, [accuracy_difference_band(s["test_adapted"], s["test_baseline"],
+                                                                      s["n_test"]) for s in sf.splits])
+    assert sf.n_better == int(np.sum(sf.gaps > sf.bands)) and sf.n_worse == int(np.sum(sf.gaps < -sf.bands))
+    assert sf.n_reached_adapted == sum(s["reached_adapted"] for s in sf.splits)
+    assert all(s["n_test"] == 178 - 12 for s in sf.splits)
+
+
+def test_descent_compiles_once_per_equal_network_and_traces_step_and_damping(small_problem):
+    """`compiled_run` is keyed on the network's value: a new `mlp(widths)`, a new step and a
+    new damping reuse one compilation; a plain function of θ gives the same costs (dense path)."""
+    from adaptedflow.descent import compiled_run
+
+    p = small_problem
+    a = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=1.0, n_steps=4, damping=1e-3, repeats=1)
+    before = compiled_run._cache_size()
+    b = descent("adapted", af.mlp(p["widths"]), p["theta"], p["X"], p["Y"], step=2.0, n_steps=4, damping=1e-2,
+                repeats=1)
+    assert compiled_run._cache_size() == before and not np.array_equal(a.costs, b.costs)
+    fmap = lambda theta, X: p["net"](theta, X)
+    c = descent("adapted", fmap, p["theta"], p["X"], p["Y"], step=2.0, n_steps=4, damping=1e-2, repeats=1)
+    np.testing.assert_allclose(c.costs, b.costs, rtol=1e-10)

@@ -94,21 +94,30 @@ def test_solver_running_out_of_steps_is_an_error(small_problem):
         af.integrate_flow("standard", p["net"], p["theta"], p["X"], p["Y"], s1=50.0, max_steps=3)
 
 
-@pytest.mark.parametrize("dist", [1e-1, 1e-3, 1e-5, 1e-6, 1e-7, 1e-8])
-def test_structured_rank_event_agrees_with_the_svd_of_D(dist):
-    """The shifted-Cholesky test of the kernel flags σ_min/σ_max < rank_rtol as the SVD of D
-    does, wherever the ratio is a factor 2 away from rank_rtol (near-duplicate inputs)."""
-    from adaptedflow.integrate import _kernel_rank_lost
+def test_new_tolerances_and_equal_networks_reuse_the_compiled_solver(small_problem):
+    """rtol, atol, rank_rtol, s1 and ε are traced and the network compares by value: one
+    compilation serves them all; the tolerances still take effect."""
+    from adaptedflow.integrate import compiled_solve
 
-    net, theta = af.mlp((2, 16, 2)), af.init_params(jax.random.PRNGKey(5), (2, 16, 2))
-    X, _, _ = af.gaussian_clusters(jax.random.PRNGKey(4), 4, 2, 2)
-    X = X.at[1].set(X[0] + dist)
-    s = np.linalg.svd(np.asarray(af.jacobian(net, theta, X)), compute_uv=False)
-    ratio = s[-1] / s[0]
-    for rtol in (1e-4, 1e-6, 1e-7):
-        if 0.5 < ratio / rtol < 2:
-            continue
-        assert bool(_kernel_rank_lost(net, theta, X, rtol)) == bool(ratio < rtol), (dist, rtol, ratio)
+    p = small_problem
+    widths = p["net"].widths
+    run = lambda net, **kw: af.integrate_flow("adapted", net, p["theta"], p["X"], p["Y"], s1=2.0, n_save=5,
+                                              eps=1e-12, **kw)
+    first = run(p["net"])
+    before = compiled_solve._cache_size()
+    loose = run(af.mlp(widths), rtol=1e-6, atol=1e-8, rank_rtol=1e-6)
+    tight = run(af.mlp(widths), rtol=1e-11, atol=1e-13)
+    assert compiled_solve._cache_size() == before
+    assert loose.n_steps < first.n_steps and (loose.rtol, loose.atol) == (1e-6, 1e-8)
+    np.testing.assert_allclose(tight.cost, first.cost, rtol=1e-8)
+
+
+def test_a_plain_function_output_map_integrates_like_the_mlp(small_problem):
+    p = small_problem
+    fmap = lambda theta, X: p["net"](theta, X)
+    a = af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], s1=2.0, n_save=3, jacobian="dense")
+    b = af.integrate_flow("adapted", fmap, p["theta"], p["X"], p["Y"], s1=2.0, n_save=3)
+    np.testing.assert_array_equal(a.theta, b.theta)
 
 
 def test_integrate_until_stops_at_its_test_and_reports_slow_orbits(rng):

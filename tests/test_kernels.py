@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,15 +7,21 @@ import pytest
 
 import adaptedflow as af
 from adaptedflow.kernels import (
+    DirectionOptions,
     adapted_step_direction,
+    compiled_direction,
+    direction_with_info,
     is_structured,
     kernel_rank_floor,
+    kernel_rank_lost,
+    linearize_outputs,
     mlp_ntk_diagonal,
     mlp_outputs_and_ntk,
     nystrom_preconditioner,
 )
 
-CASES = [((3, 7, 2), 5, "tanh"), ((4, 16, 8, 3), 6, "softplus"), ((2, 5, 5, 5, 1), 4, "gelu"), ((3, 12, 1), 8, "sigmoid")]
+CASES = [((3, 7, 2), 5, "tanh"), ((4, 16, 8, 3), 6, "softplus"), ((2, 5, 5, 5, 1), 4, "gelu"),
+         ((3, 12, 1), 8, "sigmoid")]
 ACTS = ("tanh", "softplus", "gelu", "sigmoid")
 
 
@@ -23,7 +31,8 @@ def _random_case(i):
     rng = np.random.default_rng(100 + i)
     depth = int(rng.integers(1, 4))
     lo, hi, N = (2, 4, int(rng.integers(15, 30))) if i % 2 else (3, 20, int(rng.integers(2, 12)))
-    widths = (int(rng.integers(1, 6)),) + tuple(int(rng.integers(lo, hi)) for _ in range(depth)) + (int(rng.integers(1, 5)),)
+    hidden = tuple(int(rng.integers(lo, hi)) for _ in range(depth))
+    widths = (int(rng.integers(1, 6)),) + hidden + (int(rng.integers(1, 5)),)
     return widths, N, ACTS[i % 4], i
 
 
@@ -226,3 +235,98 @@ def test_zero_gradient_gives_zero_direction_and_residual():
     for method in ("dense", "structured", "matrix-free"):
         u, info = adapted_step_direction(net, theta, X, Y, method=method)
         assert float(jnp.linalg.norm(u)) == 0.0 and float(info.residual) == 0.0, method
+
+
+def test_a_plain_function_works_with_dense_and_matrix_free_and_is_refused_by_structured():
+    """The MLP as a function of θ (not an `MLP` value): same directions, no structured path."""
+    net, theta, X, Y = _problem((3, 12, 2), 4, "tanh", 3)
+    fmap = lambda t, X: net(t, X)
+    assert not is_structured(fmap) and is_structured(net)
+    ref, _ = adapted_step_direction(net, theta, X, Y, method="dense")
+    for method in ("auto", "dense", "matrix-free"):
+        u, info = adapted_step_direction(fmap, theta, X, Y, method=method)
+        assert info.method == ("dense" if method == "auto" else method)
+        assert _rel(u, ref) <= 1e-10, method
+    with pytest.raises(ValueError, match=r"`method='structured'` needs an MLP made by `adaptedflow.mlp`"):
+        adapted_step_direction(fmap, theta, X, Y, method="structured")
+    with pytest.raises(ValueError, match=r"`jacobian='structured'` needs an MLP"):
+        af.integrate_flow("adapted", fmap, theta, X, Y, s1=1.0, jacobian="structured")
+
+
+@pytest.mark.parametrize("field,value,error,match", [
+    ("method", "qr", ValueError, "`method` must be one of"),
+    ("precondition", "ilu", ValueError, "`precondition` must be one of"),
+    ("cg_tol", 0.0, ValueError, "`cg_tol` must be a positive finite number; got 0.0"),
+    ("cg_tol", float("nan"), ValueError, "`cg_tol` must be a positive finite"),
+    ("cg_tol", "tight", TypeError, "`cg_tol` must be a real number"),
+    ("cg_maxiter", 0, ValueError, "`cg_maxiter` must be a positive integer; got 0"),
+    ("cg_maxiter", 2.5, ValueError, "`cg_maxiter` must be a positive integer"),
+    ("nystrom_rank", -3, ValueError, "`nystrom_rank` must be a positive integer"),
+    ("pinv_rtol", -1e-6, ValueError, "`pinv_rtol` must be a positive finite"),
+])
+def test_direction_options_are_checked_when_made(field, value, error, match):
+    with pytest.raises(error, match=match):
+        DirectionOptions(**{field: value})
+    net, theta, X, Y = _problem((3, 12, 2), 4, "tanh", 0)
+    with pytest.raises(error, match=match):                       # the keyword form builds the same options
+        adapted_step_direction(net, theta, X, Y, **{field: value})
+
+
+def test_direction_options_are_values_and_equal_to_the_keyword_form():
+    a, b = DirectionOptions(method="matrix-free", cg_tol=1e-10), DirectionOptions("matrix-free", 1e-10)
+    assert a == b and hash(a) == hash(b) and a != DirectionOptions(method="matrix-free")
+    assert DirectionOptions(cg_maxiter=np.int64(5)).cg_maxiter == 5 and DirectionOptions(cg_tol=1).cg_tol == 1.0
+    net, theta, X, Y = _problem((3, 12, 2), 4, "tanh", 0)
+    u1, i1 = adapted_step_direction(net, theta, X, Y, options=a)
+    u2, i2 = adapted_step_direction(net, theta, X, Y, method="matrix-free", cg_tol=1e-10)
+    u3, i3 = adapted_step_direction(net, theta, X, Y, options=DirectionOptions(method="dense"), method="matrix-free",
+                                    cg_tol=1e-10)                 # keywords replace fields of `options`
+    np.testing.assert_array_equal(u1, u2)
+    np.testing.assert_array_equal(u1, u3)
+    assert i1.method == i2.method == i3.method == "matrix-free"
+    with pytest.raises(TypeError, match="`options` must be a `DirectionOptions`"):
+        adapted_step_direction(net, theta, X, Y, options={"method": "dense"})
+    resolved, reason = DirectionOptions(nystrom_rank=500).resolve(net, "adapted", theta.size, Y.size)
+    assert resolved.method == "structured" and resolved.nystrom_rank == Y.size - 1 and "K ≥ QN" in reason
+    assert resolved.pinv_rtol == pytest.approx(max(theta.size, Y.size) * np.finfo(float).eps)
+
+
+def test_traceable_direction_equals_the_public_one_and_compiles_once_per_value():
+    net, theta, X, Y = _problem((3, 12, 2), 4, "tanh", 0)
+    for method in ("structured", "dense", "matrix-free"):
+        opts = DirectionOptions(method=method)
+        u, info = adapted_step_direction(net, theta, X, Y, options=opts)
+        arrays = jax.jit(functools.partial(direction_with_info, net, "adapted", opts))(theta, X, Y)
+        np.testing.assert_array_equal(arrays.u, u)
+        assert int(arrays.iterations) == int(info.iterations) and bool(arrays.converged)
+    before = compiled_direction._cache_size()
+    opts = DirectionOptions(method="structured").resolve(net, "adapted", theta.size, Y.size)[0]
+    compiled_direction(net, "adapted", opts, theta, X, Y)
+    compiled_direction(af.mlp((3, 12, 2)), "adapted", DirectionOptions(method="structured").resolve(
+        af.mlp((3, 12, 2)), "adapted", theta.size, Y.size)[0], theta + 1.0, X, Y)
+    assert compiled_direction._cache_size() - before <= 1     # equal networks and options: one compilation
+
+
+def test_linearize_outputs_gives_D_and_its_transpose():
+    net, theta, X, _ = _problem((3, 5, 2), 4, "tanh", 0)
+    x, D = af.outputs_and_jacobian(net, theta, X)
+    x2, Dt, Dv = linearize_outputs(net, theta, X)
+    a, v = jnp.linspace(-1.0, 1.0, x.size), jnp.linspace(0.5, -0.5, theta.size)
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_allclose(Dt(a), D.T @ a, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(Dv(v), D @ v, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("dist", [1e-1, 1e-3, 1e-5, 1e-6, 1e-7, 1e-8])
+def test_kernel_rank_test_agrees_with_the_svd_of_D(dist):
+    """The shifted-Cholesky test of the kernel flags σ_min/σ_max < rank_rtol as the SVD of D
+    does, wherever the ratio is a factor 2 away from rank_rtol (near-duplicate inputs)."""
+    net, theta = af.mlp((2, 16, 2)), af.init_params(jax.random.PRNGKey(5), (2, 16, 2))
+    X, _, _ = af.gaussian_clusters(jax.random.PRNGKey(4), 4, 2, 2)
+    X = X.at[1].set(X[0] + dist)
+    s = np.linalg.svd(np.asarray(af.jacobian(net, theta, X)), compute_uv=False)
+    ratio = s[-1] / s[0]
+    for rtol in (1e-4, 1e-6, 1e-7):
+        if 0.5 < ratio / rtol < 2:
+            continue
+        assert bool(kernel_rank_lost(net, theta, X, rtol)) == bool(ratio < rtol), (dist, rtol, ratio)

@@ -91,6 +91,7 @@ from .integrate import (
     output_error_budget as output_error_budget,
 )
 from .kernels import DirectionInfo as DirectionInfo  # noqa: E402
+from .kernels import DirectionOptions as DirectionOptions
 from .kernels import adapted_step_direction as adapted_step_direction
 from .linalg import (  # noqa: E402
     gram_solve as gram_solve,
@@ -104,7 +105,8 @@ from .linalg import (
 from .linalg import (
     singular_values as singular_values,
 )
-from .network import identity_map as identity_map  # noqa: E402
+from .network import MLP as MLP  # noqa: E402
+from .network import identity_map as identity_map
 from .network import init_params as init_params
 from .network import mlp as mlp
 from .network import num_params as num_params
@@ -120,8 +122,10 @@ __version__ = "0.1.0"
 __all__ = [
     "DescentRun",
     "DirectionInfo",
+    "DirectionOptions",
     "EPS",
     "FLOWS",
+    "MLP",
     "Orbit",
     "RankLossError",
     "adapted_direction",

@@ -14,15 +14,15 @@ so C_k ≈ (1 − h/N)^{2k} C_0, the discrete form of (2.6).  At h = N the step 
 replaces D⁺ by Dᵀ(D Dᵀ + λ1)⁻¹; in the output layer it contracts the component of
 x − y_ω along an eigenvector of D Dᵀ with eigenvalue σ² by 1 − (h/N)·σ²/(σ² + λ).
 
-Every run is one `jax.lax.scan`, compiled once per (output map, method, shapes, number of
-steps) and reused for any step size, damping or learning rate (they are traced
-arguments).  Wall-clock times are medians over repeats of the compiled run, compile time
-excluded and reported apart.
+Every run is one `jax.lax.scan` (`compiled_run`), compiled once per (output map, method,
+shapes, number of steps) and reused for any step size, damping or learning rate (they are
+traced arguments).  Wall-clock times are medians over repeats of the compiled run, compile
+time excluded and reported apart.  The Taylor analysis of the step and the race against
+gradient descent and Adam are in `adaptedflow.paper.discrete`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from typing import NamedTuple
@@ -33,7 +33,7 @@ import numpy as np
 
 from .cost import cost, outputs_and_jacobian
 from .flows import adapted_direction
-from .kernels import _vjp_jvp, is_structured, structured_gram_solve
+from .kernels import is_structured, linearize_outputs, structured_gram_solve
 from .linalg import gram_solve
 from .validation import as_float64, positive_int, require_shape, validate_data
 
@@ -41,7 +41,7 @@ from .validation import as_float64, positive_int, require_shape, validate_data
 METHODS = {
     "adapted": "θ ← θ − h D⁺ ∇_x C (explicit Euler of (1.30)); with `damping` λ: D⁺ → Dᵀ(D Dᵀ + λ1)⁻¹",
     "gd": "θ ← θ − η ∇_θ C = θ − η Dᵀ ∇_x C (explicit Euler of (1.9))",
-    "adam": "optax.adam(η) on C[x[θ]] (Kingma & Ba 2015)",
+    "adam": "optax.adam(η) on C[x[θ]] (Kingma & Ba 2015; needs optax, in the `bench` and `book` extras)",
 }
 
 
@@ -130,55 +130,68 @@ def damped_adapted_direction(D: jax.Array, grad_x: jax.Array, damping) -> jax.Ar
     return -D.T @ alpha
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_run(method: str, output_map, n_steps: int, damped: bool):
-    """A jitted `run(theta0, X, Y, step, damping) -> (costs (n+1,), thetas (n+1, K))`."""
+def _optax():
+    """optax, imported on first use (Adam only): it is not a dependency of the library."""
+    try:
+        import optax
+    except ImportError as exc:
+        raise ImportError("method='adam' needs optax, which the library does not require; install the `bench` "
+                          "or `book` extra (`pip install 'adaptedflow[bench]'`) or `pip install optax`.") from exc
+    return optax
 
-    def loss(theta, X, Y):
+
+def _run(theta0, X, Y, step, lam, *, method: str, output_map, n_steps: int, damped: bool):
+    """`n_steps` steps of `method` from θ_0: `(costs (n+1,), thetas (n+1, K))` (see `compiled_run`)."""
+
+    def loss(theta):
         return cost(output_map(theta, X), Y)
 
     if method == "adapted" and is_structured(output_map):
-        def update(theta, state, X, Y, h, lam):      # layer-wise kernel: no D (`kernels`)
-            x, Dt, Dv = _vjp_jvp(output_map, theta, X)
+        def update(theta, state):                    # layer-wise kernel: no D (`kernels`)
+            x, Dt, Dv = linearize_outputs(output_map, theta, X)
             g = (x - Y.reshape(-1)) / Y.shape[0]
             alpha, _ = structured_gram_solve(output_map, theta, X, g, Dt, Dv, lam if damped else None)
-            return theta - h * Dt(alpha), state, cost(x, Y)
-        init_state = lambda theta, step: ()
+            return theta - step * Dt(alpha), state, cost(x, Y)
+        state0 = ()
     elif method == "adapted":
-        def update(theta, state, X, Y, h, lam):
+        def update(theta, state):
             x, D = outputs_and_jacobian(output_map, theta, X)
             g = (x - Y.reshape(-1)) / Y.shape[0]
             v = damped_adapted_direction(D, g, lam) if damped else adapted_direction(D, g)
-            return theta + h * v, state, cost(x, Y)
-        init_state = lambda theta, step: ()
+            return theta + step * v, state, cost(x, Y)
+        state0 = ()
     elif method == "gd":
-        def update(theta, state, X, Y, lr, lam):
-            c, grad = jax.value_and_grad(loss)(theta, X, Y)
-            return theta - lr * grad, state, c
-        init_state = lambda theta, step: ()
+        def update(theta, state):
+            c, grad = jax.value_and_grad(loss)(theta)
+            return theta - step * grad, state, c
+        state0 = ()
     else:
-        import optax
+        optax = _optax()
+        adam = optax.adam(step)
 
-        def update(theta, state, X, Y, lr, lam):
-            c, grad = jax.value_and_grad(loss)(theta, X, Y)
-            upd, state = optax.adam(lr).update(grad, state, theta)
+        def update(theta, state):
+            c, grad = jax.value_and_grad(loss)(theta)
+            upd, state = adam.update(grad, state, theta)
             return optax.apply_updates(theta, upd), state, c
-        init_state = lambda theta, lr: optax.adam(lr).init(theta)
+        state0 = adam.init(theta0)
 
-    @jax.jit
-    def run(theta0, X, Y, step, lam):
-        def body(carry, _):
-            theta, state = carry
-            new, state, c = update(theta, state, X, Y, step, lam)
-            return (new, state), (c, theta)
+    def body(carry, _):
+        theta, state = carry
+        new, state, c = update(theta, state)
+        return (new, state), (c, theta)
 
-        (theta_n, _), (costs, thetas) = jax.lax.scan(body, (theta0, init_state(theta0, step)), None,
-                                                      length=n_steps)
-        costs = jnp.append(costs, loss(theta_n, X, Y))
-        thetas = jnp.concatenate([thetas, theta_n[None]], axis=0)
-        return costs, thetas
+    (theta_n, _), (costs, thetas) = jax.lax.scan(body, (theta0, state0), None, length=n_steps)
+    costs = jnp.append(costs, loss(theta_n))
+    thetas = jnp.concatenate([thetas, theta_n[None]], axis=0)
+    return costs, thetas
 
-    return run
+
+#: One whole discrete run under `jax.jit`: `compiled_run(theta0, X, Y, step, damping, *, method,
+#: output_map, n_steps, damped) -> (costs (n+1,), thetas (n+1, K))`, C_k and θ_k for k = 0..n.
+#: Static (keyword) arguments: `method` (a key of `METHODS`), `output_map`, `n_steps`, and `damped`
+#: (whether `damping` is used); traced: θ_0, X, Y, the step h or learning rate η, and λ.  Inputs are
+#: not checked (`descent` checks them); `compiled_run.lower(...).compile()` separates compile time.
+compiled_run = jax.jit(_run, static_argnames=("method", "output_map", "n_steps", "damped"))
 
 
 def classification_accuracy(output_map, theta, X, labels) -> float:
@@ -248,10 +261,12 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         step = float(step)
         if not math.isfinite(step) or step <= 0:
             raise ValueError(f"`step` (the learning rate η) must be > 0; got {step}.")
-    run = _compiled_run(method, output_map, n_steps, damping is not None)
+    if method == "adam":
+        _optax()                                 # a clear ImportError before tracing
     args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
+    static = dict(method=method, output_map=output_map, n_steps=n_steps, damped=damping is not None)
     t0 = time.perf_counter()
-    compiled = run.lower(*args).compile()
+    compiled = compiled_run.lower(*args, **static).compile()
     compile_seconds = time.perf_counter() - t0
     times = []
     for _ in range(repeats):

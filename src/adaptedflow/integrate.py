@@ -10,24 +10,29 @@ condition (2.1) along the orbit).  Two events can end the solve:
 * rank loss: σ_min(D)/σ_max(D) < `rank_rtol` for the flows that need full rank
   (`"adapted"`, `"adapted-under"`).  The orbit is then reported, or a `RankLossError`
   raised, instead of integrating an ill-posed field.
+
+The solve is one `jax.jit` function whose static arguments are the flow, the output map
+(an `MLP` compares by value, so equal networks share the compiled solver), `max_steps`,
+`pinv_rtol` and the Jacobian method; θ0, the data, the saved times, s1, ε and the
+tolerances rtol, atol and `rank_rtol` are traced, so a new tolerance does not recompile.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
+import optimistix as optx  # a dependency of diffrax itself, not an extra
 
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
-from .kernels import _direction_impl, choose_method, is_structured, mlp_outputs_and_ntk
-from .linalg import default_rank_rtol, singular_values
-from .validation import RankLossError, validate_data
+from .kernels import DirectionOptions, choose_method, direction_with_info, is_structured, kernel_rank_lost
+from .linalg import singular_values
+from .numerics import default_rank_rtol
+from .validation import RankLossError, positive_int, validate_data
 
 #: Tolerance (relative and absolute, in s) of the Newton root finder locating C(s) = ε.
 #: It cannot be much tighter: near C = ε the cost is a difference of nearly equal outputs,
@@ -77,61 +82,33 @@ def _extreme_singular_values(output_map, theta, X):
     return s[-1], s[0]
 
 
-def _kernel_rank_lost(output_map, theta, X, rank_rtol):
-    """Whether σ_min(D)/σ_max(D) < `rank_rtol`, from one Cholesky of the shifted kernel.
-
-    G − τI with τ = rank_rtol²·λ_max(G) is positive definite exactly when λ_min(G) > τ,
-    and Cholesky fails (non-finite or non-positive pivots) exactly when it is not, so one
-    factorisation (n³/3) replaces the eigenvalues of G (measured at QN = 1000: 167 ms for
-    `eigvalsh` against ~25 ms, the event was 73 % of the six field evaluations of a
-    step).  λ_max comes from 20 power iterations from the all-ones vector (a Rayleigh
-    quotient, ≤ λ_max: the test errs towards detecting rank loss later by the factor
-    sqrt(λ_max/RQ)).  Resolution is that of the kernel, σ ratios ≳ sqrt(QN·eps).  For K < QN
-    the kernel is singular by construction and its K-th eigenvalue is used instead."""
-    G = mlp_outputs_and_ntk(output_map, theta, X)[1]
-    n, K = G.shape[0], theta.shape[0]
-    if K < n:
-        lam = jnp.linalg.eigvalsh(G)
-        return jnp.sqrt(jnp.maximum(lam[-K], 0.0) / lam[-1]) < rank_rtol
-
-    def power(_, v):
-        w = G @ v
-        return w / jnp.linalg.norm(w)
-
-    v = jax.lax.fori_loop(0, 20, power, jnp.ones(n, G.dtype) / jnp.sqrt(n))
-    tau = rank_rtol**2 * jnp.dot(v, G @ v)
-    L = jax.lax.linalg.cholesky((G - tau * jnp.eye(n, dtype=G.dtype)).T, symmetrize_input=False)
-    d = jnp.diagonal(L)
-    return ~(jnp.all(jnp.isfinite(L)) & jnp.all(d > 0))
-
-
 def _vector_field(flow, output_map, jacobian, pinv_rtol):
     """∂ₛθ = F(θ) for diffrax; the Jacobian is materialised only where the flow needs it."""
     if flow == "standard":                       # −Dᵀ∇ₓC is one vector–Jacobian product
         def field(s, theta, args):
-            X, Y, _ = args
+            X, Y = args[0], args[1]
             x, vjp = jax.vjp(lambda t: output_map(t, X), theta)
             return -vjp(grad_x_cost(x, Y))[0]
     elif jacobian == "structured":               # layer-wise kernel, u = −Dᵀα by one VJP
+        options = DirectionOptions(method="structured", pinv_rtol=pinv_rtol)
+
         def field(s, theta, args):
-            X, Y, _ = args
-            return _direction_impl(output_map, flow, "structured", 0.0, 0, "none", 1, pinv_rtol, theta, X, Y)[0]
+            return direction_with_info(output_map, flow, options, theta, args[0], args[1]).u
     else:
         def field(s, theta, args):
-            X, Y, _ = args
+            X, Y = args[0], args[1]
             x, D = outputs_and_jacobian(output_map, theta, X)
             return direction(flow, D, grad_x_cost(x, Y), rank_rtol=pinv_rtol)
     return field
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_solver(flow, output_map, rtol, atol, max_steps, rank_rtol, with_eps, pinv_rtol, jacobian):
-    """A jitted solve for one static configuration (compiled once, reused across θ0)."""
-
+def _solve(theta0, X, Y, ts, s1, eps, rtol, atol, rank_rtol, *, flow, output_map, max_steps, with_eps, pinv_rtol,
+           jacobian):
+    """One diffrax solve: `(ts, ys, event_mask, result, n_accepted_steps)` (see `compiled_solve`)."""
     field = _vector_field(flow, output_map, jacobian, pinv_rtol)
 
     def save(s, theta, args):
-        X, Y, _ = args
+        X, Y = args[0], args[1]
         x, D = outputs_and_jacobian(output_map, theta, X)
         sv = singular_values(D)
         return dict(theta=theta, x=x, cost=cost(x, Y), sigma_min=sv[-1], sigma_max=sv[0])
@@ -142,45 +119,44 @@ def _compiled_solver(flow, output_map, rtol, atol, max_steps, rank_rtol, with_ep
     if flow in _NEEDS_FULL_RANK:
         def rank_lost(t, y, args, **kw):
             if jacobian == "structured":
-                return _kernel_rank_lost(output_map, y, args[0], rank_rtol)
+                return kernel_rank_lost(output_map, y, args[0], args[3])
             smin, smax = _extreme_singular_values(output_map, y, args[0])
-            return smin < rank_rtol * smax
+            return smin < args[3] * smax
         conds["rank-loss"] = rank_lost
     event = None
     if conds:
         event = diffrax.Event(conds, root_finder=optx.Newton(rtol=_EVENT_TOL, atol=_EVENT_TOL) if with_eps else None)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        diffrax.Tsit5(),
+        t0=0.0,
+        t1=s1,
+        dt0=None,
+        y0=theta0,
+        args=(X, Y, eps, rank_rtol),
+        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=save)]),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        event=event,
+        max_steps=max_steps,
+        throw=False,
+    )
+    mask = sol.event_mask if event is not None else {}
+    return sol.ts, sol.ys, mask, sol.result, sol.stats["num_accepted_steps"]
 
-    @jax.jit
-    def solve(theta0, X, Y, ts, s1, eps):
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field),
-            diffrax.Tsit5(),
-            t0=0.0,
-            t1=s1,
-            dt0=None,
-            y0=theta0,
-            args=(X, Y, eps),
-            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=save)]),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            event=event,
-            max_steps=max_steps,
-            throw=False,
-        )
-        mask = sol.event_mask if event is not None else {}
-        return sol.ts, sol.ys, mask, sol.result, sol.stats["num_accepted_steps"]
 
-    return solve
+#: The integrator's solve under `jax.jit`.  Static (keyword) arguments: `flow`, `output_map`,
+#: `max_steps`, `with_eps`, `pinv_rtol`, `jacobian`; traced: θ0, X, Y, the saved times, s1, ε,
+#: rtol, atol and `rank_rtol`, so new tolerances reuse the compiled solver.
+compiled_solve = jax.jit(_solve, static_argnames=("flow", "output_map", "max_steps", "with_eps", "pinv_rtol",
+                                                  "jacobian"))
 
 
 def _validate(flow, output_map, theta0, X, Y):
     if flow not in FLOWS:
         raise ValueError(f"`flow` must be one of {sorted(FLOWS)}; got {flow!r}.")
     theta0, X, Y = validate_data(theta0, X, Y)
-    widths = getattr(output_map, "widths", None)
-    if widths is not None and getattr(output_map, "activation", None) is not None:
-        from .network import num_params
-
-        K = num_params(widths)
+    if is_structured(output_map):
+        widths, K = output_map.widths, output_map.num_params
         if theta0.shape[0] != K or X.shape[1] != widths[0]:
             raise ValueError(
                 f"the MLP with widths {list(widths)} takes `theta0` of shape ({K},) (K of (1.5)) and `X` of shape "
@@ -229,7 +205,11 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         ts: times to save at, increasing in [0, s1]; default `n_save` equispaced times.
         eps: if given, stop at the first s with C(s) ≤ eps (event with root finding).
         rtol, atol: tolerances of the adaptive step-size controller on θ.  The
-            absolute tolerance bounds what can be resolved as C → 0: keep it tight.
+            absolute tolerance bounds what can be resolved as C → 0: keep it tight.  They
+            are traced, as are θ0, the data, `ts` (for a given number of times), `s1`,
+            `eps` and `rank_rtol`: a new value reuses the compiled solver.  A new flow,
+            output map (an `MLP` compares by value), `max_steps`, `pinv_rtol` or
+            `jacobian` compiles once more.
         max_steps: the most steps the solver may take before giving up (then an error).
         rank_rtol: for `"adapted"` / `"adapted-under"`, stop when σ_min(D)/σ_max(D) <
             `rank_rtol`.  The default 1e-7 keeps cond(D Dᵀ) ≤ 1e14, where the
@@ -262,7 +242,8 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         raise ValueError(f"`s1` must be a positive finite time; got {s1!r}.")
     if eps is not None and not eps > 0:
         raise ValueError(f"`eps` must be > 0 (C ≥ 0, so C ≤ eps ≤ 0 means an exact zero); got {eps!r}.")
-    ts = np.linspace(0.0, s1, n_save) if ts is None else np.asarray(ts, dtype=np.float64)
+    max_steps = positive_int(max_steps, "max_steps")
+    ts = np.linspace(0.0, s1, positive_int(n_save, "n_save")) if ts is None else np.asarray(ts, dtype=np.float64)
     if ts.ndim != 1 or ts.size == 0 or np.any(np.diff(ts) <= 0) or ts[0] < 0 or ts[-1] > s1:
         raise ValueError("`ts` must be a non-empty increasing 1-D array of times in [0, s1].")
     if flow in _NEEDS_FULL_RANK:
@@ -281,10 +262,11 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         jacobian = choose_method(output_map, flow, "auto", K, QN, pinv_rtol)[0]
     else:
         jacobian = choose_method(output_map, flow, jacobian, K, QN, pinv_rtol)[0]
-    solve = _compiled_solver(flow, output_map, float(rtol), float(atol), int(max_steps),
-                             float(rank_rtol), eps is not None, pinv_rtol, jacobian)
-    ts_out, ys, mask, result, n_steps = solve(theta0, X, Y, jnp.asarray(ts), jnp.asarray(s1, dtype=jnp.float64),
-                                              jnp.asarray(0.0 if eps is None else eps, dtype=jnp.float64))
+    f64 = lambda v: jnp.asarray(v, dtype=jnp.float64)
+    ts_out, ys, mask, result, n_steps = compiled_solve(
+        theta0, X, Y, jnp.asarray(ts), f64(s1), f64(0.0 if eps is None else eps), f64(rtol), f64(atol),
+        f64(rank_rtol), flow=flow, output_map=output_map, max_steps=max_steps, with_eps=eps is not None,
+        pinv_rtol=pinv_rtol, jacobian=jacobian)
     saved, final = ys
     s_end = float(ts_out[1][-1])
     stop = "s1"

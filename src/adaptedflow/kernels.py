@@ -24,10 +24,17 @@ where defined — by
   randomized Nyström or Jacobi preconditioner; LSMR on D for (5.2) and (4.6);
 
 and ``"auto"`` picks the fastest correct one and says why in `DirectionInfo.reason`.
+
+The solver settings travel as one frozen, hashable `DirectionOptions`; the direction as
+arrays, for use inside other compiled code (the integrator, discrete descent), is
+`direction_with_info(net, flow, options, theta, X, Y)`, and `compiled_direction` is the
+same function under `jax.jit` with `(net, flow, options)` static.  The flop model and
+the timing harness of these methods are in `adaptedflow.book.bench`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -37,14 +44,91 @@ import jax.numpy as jnp
 from .cost import grad_x_cost, outputs_and_jacobian
 from .flows import check_regime
 from .flows import direction as dense_direction
-from .linalg import default_fallback_rtol, default_rank_rtol, gram_matrix_solve, gram_solve
-from .network import _ACTIVATIONS, unflatten_params
-from .validation import validate_data
+from .linalg import default_fallback_rtol, gram_matrix_solve, gram_solve
+from .network import MLP
+from .numerics import EPS, default_rank_rtol, safe_divide, safe_reciprocal
+from .validation import positive_float, positive_int, validate_data
 
 METHODS = ("auto", "dense", "structured", "matrix-free")
 PRECONDITIONERS = ("nystrom", "jacobi", "none")
 DIRECTION_FLOWS = ("adapted", "adapted-under", "least-squares")
-_EPS = float(jnp.finfo(jnp.float64).eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectionOptions:
+    r"""How `adapted_step_direction` computes −D⁺∇ₓC: one frozen, hashable value.
+
+    Equal options compare and hash equal, so they can be a static argument of `jax.jit`
+    (`compiled_direction`); they are checked when made.
+
+    Attributes:
+        method: ``"auto"``, ``"dense"``, ``"structured"`` or ``"matrix-free"`` (`METHODS`).
+        cg_tol: relative (recursive) residual at which CG (1.30) stops, and LSMR's
+            rtol = atol (5.2), (4.6); > 0.
+        cg_maxiter: the most CG or LSMR iterations, ≥ 1.
+        precondition: CG's preconditioner: ``"nystrom"``, ``"jacobi"`` or ``"none"``.
+        nystrom_rank: sketch size of the Nyström preconditioner, ≥ 1 (capped at QN − 1
+            when used).
+        pinv_rtol: the singular-value cut-off of (4.6) relative to σ_max, > 0; None for
+            the default max(QN, K)·eps (`numerics.default_rank_rtol`).
+
+    Raises:
+        ValueError: an unknown `method` or `precondition`, or a value out of range (the
+            message names the field).
+        TypeError: a tolerance that is not a real number.
+    """
+
+    method: str = "auto"
+    cg_tol: float = 1e-12
+    cg_maxiter: int = 10_000
+    precondition: str = "nystrom"
+    nystrom_rank: int = 100
+    pinv_rtol: float | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}; got {self.method!r}.")
+        if self.precondition not in PRECONDITIONERS:
+            raise ValueError(f"`precondition` must be one of {PRECONDITIONERS}; got {self.precondition!r}.")
+        object.__setattr__(self, "cg_tol", positive_float(self.cg_tol, "cg_tol"))
+        object.__setattr__(self, "cg_maxiter", positive_int(self.cg_maxiter, "cg_maxiter"))
+        object.__setattr__(self, "nystrom_rank", positive_int(self.nystrom_rank, "nystrom_rank"))
+        if self.pinv_rtol is not None:
+            object.__setattr__(self, "pinv_rtol", positive_float(self.pinv_rtol, "pinv_rtol"))
+
+    def replace(self, **changes) -> DirectionOptions:
+        """A copy with `changes` applied (and checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def resolve(self, net, flow: str, K: int, QN: int) -> tuple[DirectionOptions, str]:
+        r"""These options for one problem size: ``"auto"`` resolved, the default `pinv_rtol`
+        filled in and `nystrom_rank` capped at QN − 1.
+
+        Args:
+            net: the output map (an `MLP` or a function).  flow: one of `DIRECTION_FLOWS`.
+            K: number of parameters.  QN: number of outputs.
+
+        Returns:
+            `(options, reason)`: the resolved options and why their method (see `choose_method`).
+
+        Raises:
+            ValueError: ``"structured"`` that cannot apply (see `choose_method`).
+        """
+        rtol = default_rank_rtol((QN, K)) if self.pinv_rtol is None else self.pinv_rtol
+        method, reason = choose_method(net, flow, self.method, K, QN, rtol)
+        rank = max(1, min(self.nystrom_rank, QN - 1))
+        return dataclasses.replace(self, method=method, pinv_rtol=rtol, nystrom_rank=rank), reason
+
+
+class DirectionArrays(NamedTuple):
+    r"""The arrays of one direction (`direction_with_info`); `DirectionInfo` documents each."""
+
+    u: jax.Array
+    fallback: jax.Array
+    converged: jax.Array
+    iterations: jax.Array
+    residual: jax.Array
+    rank: jax.Array
 
 
 class DirectionInfo(NamedTuple):
@@ -85,8 +169,11 @@ class DirectionInfo(NamedTuple):
 
 
 def is_structured(output_map) -> bool:
-    """Whether `output_map` is an MLP of `adaptedflow.mlp` (its kernel has layer structure)."""
-    return getattr(output_map, "widths", None) is not None and getattr(output_map, "activation", None) in _ACTIVATIONS
+    """Whether `output_map` is an `MLP` of `adaptedflow.mlp` (its kernel has layer structure).
+
+    A plain function `output_map(theta, X)` is not, whatever attributes it carries: it works
+    with the dense and matrix-free methods only."""
+    return isinstance(output_map, MLP)
 
 
 def kernel_rank_floor(QN: int) -> float:
@@ -94,13 +181,13 @@ def kernel_rank_floor(QN: int) -> float:
 
     Eigenvalues of D Dᵀ carry absolute errors ≈ QN·eps·λ_max, so σ² below that level
     (σ/σ_max below sqrt(QN·eps) ≈ 4.7e-7 at QN = 1000) is indistinguishable from 0."""
-    return math.sqrt(QN * _EPS)
+    return math.sqrt(QN * EPS)
 
 
 def _forward_and_errors(output_map, theta, X):
     """Outputs, layer inputs h_0 … h_L, σ′(z_ℓ) and the layers of an `adaptedflow.mlp`."""
-    widths, sigma = output_map.widths, _ACTIVATIONS[output_map.activation]
-    layers = unflatten_params(theta, widths)
+    sigma = output_map.sigma
+    layers = output_map.unflatten(theta)
     hs, dsig = [X], []                    # h_0 … h_L (N, M_ℓ); σ′(z_ℓ) for hidden ℓ
     for W, b in layers[:-1]:
         z = hs[-1] @ W.T + b
@@ -157,7 +244,59 @@ def mlp_ntk_diagonal(output_map, theta: jax.Array, X: jax.Array) -> jax.Array:
     return diag.reshape(-1)
 
 
-def _vjp_jvp(output_map, theta, X):
+def kernel_rank_lost(output_map, theta: jax.Array, X: jax.Array, rank_rtol) -> jax.Array:
+    r"""Whether σ_min(D)/σ_max(D) < `rank_rtol`, from one Cholesky of the shifted kernel D Dᵀ.
+
+    G − τ1 with τ = rank_rtol²·λ_max(G) is positive definite exactly when λ_min(G) > τ,
+    and Cholesky fails (non-finite or non-positive pivots) exactly when it is not, so one
+    factorisation (n³/3) replaces the eigenvalues of G (measured at QN = 1000: 167 ms for
+    `eigvalsh` against ~25 ms; the rank event was 73 % of the six field evaluations of an
+    integrator step).  λ_max comes from 20 power iterations from the all-ones vector (a
+    Rayleigh quotient, ≤ λ_max: the test errs towards detecting rank loss later by the
+    factor sqrt(λ_max/RQ)).  Resolution is that of the kernel, σ ratios ≳ sqrt(QN·eps)
+    (`kernel_rank_floor`).  For K < QN the kernel is singular by construction and its K-th
+    eigenvalue is used instead.  This is the integrator's rank-loss event (2.1) on the
+    structured path.
+
+    Args:
+        output_map: an `MLP` of `adaptedflow.mlp`.
+        theta: shape `(K,)`; X: shape `(N, M)`.
+        rank_rtol: the threshold on σ_min/σ_max (may be traced).
+
+    Returns:
+        A boolean scalar.
+    """
+    G = mlp_outputs_and_ntk(output_map, theta, X)[1]
+    n, K = G.shape[0], theta.shape[0]
+    if K < n:
+        lam = jnp.linalg.eigvalsh(G)
+        return jnp.sqrt(jnp.maximum(lam[-K], 0.0) / lam[-1]) < rank_rtol
+
+    def power(_, v):
+        w = G @ v
+        return w / jnp.linalg.norm(w)
+
+    v = jax.lax.fori_loop(0, 20, power, jnp.ones(n, G.dtype) / jnp.sqrt(n))
+    tau = rank_rtol**2 * jnp.dot(v, G @ v)
+    L = jax.lax.linalg.cholesky((G - tau * jnp.eye(n, dtype=G.dtype)).T, symmetrize_input=False)
+    d = jnp.diagonal(L)
+    return ~(jnp.all(jnp.isfinite(L)) & jnp.all(d > 0))
+
+
+def linearize_outputs(output_map, theta: jax.Array, X: jax.Array):
+    r"""x[θ] and the two products with D[θ] (1.20), without forming D.
+
+    One forward pass and its linearisation: `Dt(a) = Dᵀa` (a vector–Jacobian product,
+    a of shape `(QN,)` → `(K,)`) and `Dv(v) = D v` (a Jacobian–vector product, v of shape
+    `(K,)` → `(QN,)`).  Any output map, MLP or function.
+
+    Args:
+        output_map: `output_map(theta, X) -> x`.
+        theta: shape `(K,)`; X: shape `(N, M)`.
+
+    Returns:
+        `(x, Dt, Dv)`: x of shape `(QN,)` and the two linear maps.
+    """
     x, vjp = jax.vjp(lambda t: output_map(t, X), theta)
     Dt = lambda a: vjp(a)[0]                                           # a ↦ Dᵀa
     D = lambda v: jax.jvp(lambda t: output_map(t, X), (theta,), (v,))[1]   # v ↦ D v
@@ -204,7 +343,7 @@ def nystrom_preconditioner(matmat, n: int, rank: int, key, dtype=jnp.float64):
     """
     omega, _ = jnp.linalg.qr(jax.random.normal(key, (n, rank), dtype))
     Y = matmat(omega)
-    nu = jnp.sqrt(n) * _EPS * jnp.linalg.norm(Y)                 # stabilising shift
+    nu = jnp.sqrt(n) * EPS * jnp.linalg.norm(Y)                 # stabilising shift
     Y = Y + nu * omega
     C = jnp.linalg.cholesky(omega.T @ Y)
     B = jax.scipy.linalg.solve_triangular(C, Y.T, lower=True).T
@@ -220,17 +359,23 @@ def nystrom_preconditioner(matmat, n: int, rank: int, key, dtype=jnp.float64):
 
 
 def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Array, *,
-                           flow: str = "adapted", method: str = "auto", cg_tol: float = 1e-12,
-                           cg_maxiter: int = 10_000, precondition: str = "nystrom", nystrom_rank: int = 100,
+                           flow: str = "adapted", options: DirectionOptions | None = None,
+                           method: str | None = None, cg_tol: float | None = None, cg_maxiter: int | None = None,
+                           precondition: str | None = None, nystrom_rank: int | None = None,
                            pinv_rtol: float | None = None) -> tuple[jax.Array, DirectionInfo]:
     r"""The adapted direction ∂ₛθ = −D⁺∇ₓC of (1.30), (5.2) or (4.6), by one of `METHODS`.
 
+    The solver settings are a `DirectionOptions` (`options`); each keyword below that is
+    given replaces the field of the same name (defaults: those of `DirectionOptions`).
+
     Args:
-        output_map: `output_map(theta, X) -> x`.
+        output_map: `output_map(theta, X) -> x`: an `MLP` from `adaptedflow.mlp`, or any
+            function (dense and matrix-free methods only).
         theta: shape `(K,)`; X: shape `(N, M)`; Y: targets, shape `(N, Q)`.
         flow: ``"adapted"`` (1.30), K ≥ QN, rank QN; ``"adapted-under"`` (5.2), K ≤ QN,
             rank K; ``"least-squares"`` (4.6), any rank, singular values ≤
             `pinv_rtol`·σ_max treated as zero.
+        options: a `DirectionOptions`; None for the defaults.
         method: ``"auto"``, ``"dense"``, ``"structured"`` or ``"matrix-free"``.  Auto
             takes structured for `adaptedflow.mlp` maps when the kernel is correct and no
             larger than D (K ≥ QN, not (5.2), and for (4.6) `pinv_rtol` ≥
@@ -253,32 +398,37 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
         `(u, info)`: u = ∂ₛθ of shape `(K,)` and a `DirectionInfo`.
 
     Raises:
-        TypeError: float32 input (see `_checks.validate_data`).
-        ValueError: wrong shapes or non-finite θ, X, Y; unknown `flow`, `method` or `precondition`; K and QN that do not fit
-            `flow`; ``"structured"`` for a map that is not an `adaptedflow.mlp`, or for
-            (4.6) with a `pinv_rtol` below what the kernel resolves.
+        TypeError: float32 input (see `validation.validate_data`), or `options` that is not
+            a `DirectionOptions`.
+        ValueError: wrong shapes or non-finite θ, X, Y; unknown `flow`, `method` or
+            `precondition`; K and QN that do not fit `flow`; ``"structured"`` for a map
+            that is not an `adaptedflow.mlp`, or for (4.6) with a `pinv_rtol` below what
+            the kernel resolves.
     """
     if flow not in DIRECTION_FLOWS:
         raise ValueError(f"`flow` must be one of {DIRECTION_FLOWS}; got {flow!r}.")
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
-    if precondition not in PRECONDITIONERS:
-        raise ValueError(f"`precondition` must be one of {PRECONDITIONERS}; got {precondition!r}.")
+    if options is None:
+        options = DirectionOptions()
+    elif not isinstance(options, DirectionOptions):
+        raise TypeError(f"`options` must be a `DirectionOptions`; got {type(options).__name__}.")
+    given = dict(method=method, cg_tol=cg_tol, cg_maxiter=cg_maxiter, precondition=precondition,
+                 nystrom_rank=nystrom_rank, pinv_rtol=pinv_rtol)
+    given = {k: v for k, v in given.items() if v is not None}
+    if given:
+        options = options.replace(**given)
     theta, X, Y = validate_data(theta, X, Y, "theta")
     K, QN = int(theta.shape[0]), int(Y.size)
     check_regime(flow, K, QN)
-    rtol = default_rank_rtol((QN, K)) if pinv_rtol is None else float(pinv_rtol)
-    method, reason = choose_method(output_map, flow, method, K, QN, rtol)
-    static = _static(output_map, flow, method, cg_tol, cg_maxiter, precondition, nystrom_rank, rtol, QN)
-    u, fb, conv, iters, res, rank = _direction_jit(*static, theta, X, Y)
-    if method == "matrix-free" or flow == "least-squares":
+    options, reason = options.resolve(output_map, flow, K, QN)
+    u, fb, conv, iters, res, rank = compiled_direction(output_map, flow, options, theta, X, Y)
+    if options.method == "matrix-free" or flow == "least-squares":
         frtol = float("nan")
     elif flow == "adapted":
         frtol = default_fallback_rtol(QN)
     else:                                        # (5.2): DᵀD is K×K (dense); the kernel's floor (structured)
-        frtol = default_fallback_rtol(K) if method == "dense" else QN * _EPS
-    return u, DirectionInfo(method=method, reason=reason, fallback=fb, fallback_rtol=frtol, converged=conv,
-                            iterations=iters, residual=res, rank=rank)
+        frtol = default_fallback_rtol(K) if options.method == "dense" else QN * EPS
+    return u, DirectionInfo(method=options.method, reason=reason, fallback=fb, fallback_rtol=frtol,
+                            converged=conv, iterations=iters, residual=res, rank=rank)
 
 
 def choose_method(output_map, flow: str, method: str, K: int, QN: int, pinv_rtol: float) -> tuple[str, str]:
@@ -314,7 +464,7 @@ def _kernel_pinv(G, keep):
     """`(b ↦ G⁺b restricted to the kept eigenvectors, keep mask, eigenvalues)` from eigh(G)."""
     lam, V = jnp.linalg.eigh(G)
     keep = keep(lam)
-    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
+    inv = safe_reciprocal(lam, keep)
     return (lambda b: V @ (inv * (V.T @ b))), keep, lam
 
 
@@ -322,7 +472,7 @@ def structured_gram_solve(output_map, theta, X, g, Dt, Dv, damping=None):
     r"""α with (D Dᵀ + λ1)α = g from the layer-wise kernel (λ = `damping`, or 0 if None).
 
     Cholesky with one refinement step whose residual goes through D itself (`Dt`: a ↦ Dᵀa,
-    `Dv`: v ↦ D v, from `_vjp_jvp`), and the eigendecomposition fallback of
+    `Dv`: v ↦ D v, from `linearize_outputs`), and the eigendecomposition fallback of
     `linalg.gram_matrix_solve`.  Shared by the direction (1.30) and damped discrete descent.
 
     Returns:
@@ -335,21 +485,29 @@ def structured_gram_solve(output_map, theta, X, g, Dt, Dv, damping=None):
     return gram_matrix_solve(G, g, lambda a: Dv(Dt(a)) + damping * a)
 
 
-def _static(output_map, flow, method, cg_tol, cg_maxiter, precondition, nystrom_rank, pinv_rtol, QN):
-    """The static (hashable) arguments of `_direction_jit`, normalised once."""
-    return (output_map, flow, method, float(cg_tol), int(cg_maxiter), precondition,
-            max(1, min(int(nystrom_rank), QN - 1)), float(pinv_rtol))
+def direction_with_info(output_map, flow: str, options: DirectionOptions, theta: jax.Array, X: jax.Array,
+                        Y: jax.Array) -> DirectionArrays:
+    r"""The direction −D⁺∇ₓC of `flow` and its diagnostics as arrays, traceable (no checks).
 
+    The body of `adapted_step_direction`, for use inside other compiled code (the
+    integrator's vector field, discrete descent): θ, X, Y are neither validated nor
+    converted, and `options` are resolved here from the static shapes if they are not
+    already (``"auto"``, the default `pinv_rtol`, the Nyström rank cap).
 
-def _ratio(num, den):
-    """num/den, and 0 where den = 0 (∇ₓC = 0: nothing to solve, u = 0)."""
-    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+    Args:
+        output_map: an `MLP` or a function `output_map(theta, X) -> x`.
+        flow: one of `DIRECTION_FLOWS`.
+        options: a `DirectionOptions`.
+        theta: shape `(K,)`; X: shape `(N, M)`; Y: shape `(N, Q)`; float64.
 
-
-def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, nystrom_rank, pinv_rtol,
-                    theta, X, Y):
-    """(u, fallback, converged, iterations, residual, rank) for one static configuration."""
+    Returns:
+        A `DirectionArrays` `(u, fallback, converged, iterations, residual, rank)`, u of
+        shape `(K,)` and scalars (see `DirectionInfo`).
+    """
     QN, K = Y.size, theta.shape[0]
+    options = options.resolve(output_map, flow, K, QN)[0]
+    method, cg_tol, cg_maxiter = options.method, options.cg_tol, options.cg_maxiter
+    precondition, nystrom_rank, pinv_rtol = options.precondition, options.nystrom_rank, options.pinv_rtol
     zero, no, yes = jnp.zeros((), jnp.int32), jnp.zeros((), bool), jnp.ones((), bool)
     full = jnp.asarray(QN, jnp.int32)
     if method == "dense":
@@ -357,16 +515,16 @@ def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, 
         g = grad_x_cost(x, Y)
         if flow == "adapted":
             alpha, fb = gram_solve(D, g)
-            res = _ratio(jnp.linalg.norm(D @ (D.T @ alpha) - g), jnp.linalg.norm(g))
-            return -D.T @ alpha, fb, yes, zero, res, full
+            res = safe_divide(jnp.linalg.norm(D @ (D.T @ alpha) - g), jnp.linalg.norm(g))
+            return DirectionArrays(-D.T @ alpha, fb, yes, zero, res, full)
         if flow == "adapted-under":                  # (DᵀD)⁻¹Dᵀ∇ₓC, as `flows.adapted_under_direction`
             alpha, fb = gram_solve(D.T, D.T @ g)
             u = -alpha
         else:
             u, fb = dense_direction(flow, D, g, rank_rtol=pinv_rtol), no
-        res = _ratio(jnp.linalg.norm(D.T @ (D @ u + g)), jnp.linalg.norm(D.T @ g))
-        return u, fb, yes, zero, res, -jnp.ones((), jnp.int32)
-    x, Dt, Dv = _vjp_jvp(output_map, theta, X)
+        res = safe_divide(jnp.linalg.norm(D.T @ (D @ u + g)), jnp.linalg.norm(D.T @ g))
+        return DirectionArrays(u, fb, yes, zero, res, -jnp.ones((), jnp.int32))
+    x, Dt, Dv = linearize_outputs(output_map, theta, X)
     g = grad_x_cost(x, Y)
     Kmv = lambda a: Dv(Dt(a))                                          # a ↦ D Dᵀ a
     if flow != "adapted":
@@ -375,26 +533,26 @@ def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, 
             if flow == "least-squares":
                 cut = lambda lam: lam > pinv_rtol**2 * lam[-1]
             else:   # rank K: the K largest eigenvalues, those above the kernel's rounding floor
-                cut = lambda lam: (jnp.arange(QN) >= QN - K) & (lam > QN * _EPS * lam[-1])
+                cut = lambda lam: (jnp.arange(QN) >= QN - K) & (lam > QN * EPS * lam[-1])
             pinv, keep, lam = _kernel_pinv(G, cut)
             alpha = pinv(g)
             alpha = alpha + pinv(g - Kmv(alpha))      # one refinement step, residual through D itself
             u = -Dt(alpha)
             # (5.2) needs rank D = K: a K-th largest eigenvalue at the floor means it is lost
-            fb = (lam[QN - K] <= QN * _EPS * lam[-1]) if flow == "adapted-under" else no
+            fb = (lam[QN - K] <= QN * EPS * lam[-1]) if flow == "adapted-under" else no
             conv, iters, rank = yes, zero, jnp.sum(keep).astype(jnp.int32)
         else:
             import lineax as lx
 
-            conlim = 1.0 / pinv_rtol if flow == "least-squares" else 1.0 / _EPS
+            conlim = 1.0 / pinv_rtol if flow == "least-squares" else 1.0 / EPS
             op = lx.FunctionLinearOperator(Dv, jax.eval_shape(lambda: theta))
             solver = lx.LSMR(rtol=cg_tol, atol=cg_tol, max_steps=cg_maxiter, conlim=conlim)
             sol = lx.linear_solve(op, -g, solver, throw=False)
             u, fb, rank = sol.value, no, -jnp.ones((), jnp.int32)
             conv = sol.result == lx.RESULTS.successful
             iters = sol.stats["num_steps"].astype(jnp.int32)
-        res = _ratio(jnp.linalg.norm(Dt(Dv(u) + g)), jnp.linalg.norm(Dt(g)))
-        return u, fb, conv, iters, res, rank
+        res = safe_divide(jnp.linalg.norm(Dt(Dv(u) + g)), jnp.linalg.norm(Dt(g)))
+        return DirectionArrays(u, fb, conv, iters, res, rank)
     if method == "structured":
         alpha, fb = structured_gram_solve(output_map, theta, X, g, Dt, Dv)
         conv, iters = yes, zero
@@ -412,8 +570,10 @@ def _direction_impl(output_map, flow, method, cg_tol, cg_maxiter, precondition, 
             apply = lambda r: r
         alpha, iters, conv = _cg(Kmv, g, apply, cg_tol, cg_maxiter)
         fb = no
-    res = _ratio(jnp.linalg.norm(Kmv(alpha) - g), jnp.linalg.norm(g))
-    return -Dt(alpha), fb, conv, iters, res, full
+    res = safe_divide(jnp.linalg.norm(Kmv(alpha) - g), jnp.linalg.norm(g))
+    return DirectionArrays(-Dt(alpha), fb, conv, iters, res, full)
 
 
-_direction_jit = jax.jit(_direction_impl, static_argnums=tuple(range(8)))
+#: `direction_with_info` under `jax.jit`, with `(output_map, flow, options)` static: compiled
+#: once per equal network, flow and options (and shapes), reused for every θ, X, Y.
+compiled_direction = jax.jit(direction_with_info, static_argnums=(0, 1, 2))

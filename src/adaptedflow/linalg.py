@@ -1,7 +1,8 @@
 r"""Linear algebra of the adapted flows: Gram solves, pseudo-inverses, numerical rank.
 
 Every rank here is a *numerical* rank: singular values are taken of D itself (never of
-D Dᵀ, whose condition number is the square), and the tolerance is an argument.
+D Dᵀ, whose condition number is the square), and the tolerance is an argument (default
+`numerics.default_rank_rtol`, re-exported here).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .numerics import EPS, default_rank_rtol
+from .numerics import EPS, default_rank_rtol, safe_reciprocal
 
 
 def singular_values(D: jax.Array) -> jax.Array:
@@ -36,8 +37,7 @@ def _eigh_pinv_solve(G: jax.Array, b: jax.Array, rtol: float) -> jax.Array:
     """G⁺ b for symmetric PSD G through its eigendecomposition (eigenvalues ≤ rtol·λ_max dropped)."""
     lam, V = jnp.linalg.eigh(G)
     keep = lam > rtol * jnp.max(lam)
-    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
-    return V @ (inv * (V.T @ b))
+    return V @ (safe_reciprocal(lam, keep) * (V.T @ b))
 
 
 def gram_matrix_solve(G: jax.Array, b: jax.Array, matvec, *, fallback_rtol: float | None = None
@@ -109,5 +109,4 @@ def pinv_solve(D: jax.Array, b: jax.Array, rtol: float | None = None) -> jax.Arr
     rtol = default_rank_rtol(D.shape) if rtol is None else rtol
     U, s, Vt = jnp.linalg.svd(D, full_matrices=False)
     keep = s > rtol * s[0]
-    inv = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
-    return Vt.T @ (inv * (U.T @ b))
+    return Vt.T @ (safe_reciprocal(s, keep) * (U.T @ b))

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .validation import as_float64, require_finite
+from .validation import as_float64, positive_int, require_finite
 
 
 def one_hot_labels(Q: int) -> jax.Array:
@@ -20,9 +20,7 @@ def one_hot_labels(Q: int) -> jax.Array:
     Returns:
         Array of shape `(Q, Q)` whose row ℓ is y_ℓ (the identity matrix).
     """
-    if not isinstance(Q, (int, np.integer)) or Q < 1:
-        raise ValueError(f"`Q` must be a positive integer; got {Q!r}.")
-    return jnp.eye(int(Q), dtype=jnp.float64)
+    return jnp.eye(positive_int(Q, "Q"), dtype=jnp.float64)
 
 
 def stacked_targets(omega, labels) -> jax.Array:
@@ -74,9 +72,7 @@ def gaussian_clusters(key, N: int, M: int, Q: int, *, separation: float = 2.0,
         `(X, omega, Y)`: inputs of shape `(N, M)`, labels of shape `(N,)` in `0..Q-1`,
         and targets `Y = one_hot_labels(Q)[omega]` of shape `(N, Q)`.
     """
-    for name, v in (("N", N), ("M", M), ("Q", Q)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{name}` must be a positive integer; got {v!r}.")
+    N, M, Q = positive_int(N, "N"), positive_int(M, "M"), positive_int(Q, "Q")
     k_centre, k_noise = jax.random.split(key)
     centres = separation * jax.random.normal(k_centre, (Q, M), dtype=jnp.float64)
     omega = np.arange(N) % Q

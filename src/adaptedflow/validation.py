@@ -1,7 +1,9 @@
 """Input validation shared by the public entry points (run before any tracing): dtypes, shapes,
-finiteness and positive integers, with messages that name the argument and the fix."""
+finiteness, positive integers and positive tolerances, with messages that name the argument and the fix."""
 
 from __future__ import annotations
+
+import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +22,21 @@ def positive_int(n, name: str) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"`{name}` must be a positive integer; got {n!r}.")
     return int(n)
+
+
+def positive_float(v, name: str) -> float:
+    """`v` as a `float`, checked to be a positive, finite real number (a tolerance).
+
+    Raises:
+        TypeError: `v` is not a real number (bools are refused).
+        ValueError: `v` ≤ 0, NaN or infinite; the message names `name` and the value.
+    """
+    if isinstance(v, bool) or not hasattr(v, "__float__"):
+        raise TypeError(f"`{name}` must be a real number; got {type(v).__name__} {v!r}.")
+    v = float(v)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"`{name}` must be a positive finite number; got {v!r}.")
+    return v
 
 
 def as_float64(a, name: str):
@@ -47,7 +64,7 @@ def require_finite(a, name: str) -> None:
 
 def require_shape(a, shape, name: str, hint: str = "") -> None:
     """Raise `ValueError` unless `a.shape` matches `shape` (None matches any length)."""
-    ok = a.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, a.shape))
+    ok = a.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, a.shape, strict=True))
     if not ok:
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise ValueError(f"`{name}` must have shape {want}; got {tuple(a.shape)}.{(' ' + hint) if hint else ''}")

@@ -15,18 +15,24 @@ with the Nyström preconditioner, and ``mf-jacobi`` / ``mf-none`` for the iterat
 counts before and after), and the peers a user would otherwise reach for:
 `jnp.linalg.pinv` and `jnp.linalg.lstsq` on jacrev's D, one `optimistix.GaussNewton` step
 with ``jac="bwd"`` (timed at ``max_steps=1``, which computes one step; its accuracy is read
-from ``max_steps=2``, since optimistix applies a step one iteration after computing it), and `lineax.LSMR` at rtol = atol = 1e-10 and at 1e-14 (the tolerance
-at which it matched the others to ≤ 1e-10 at QN = 1000); `neural-tangents` gets a row
-with the error its import raises here (it is
-not a dependency: 0.6.5 was reported to import `jax.core.Jaxpr`, gone from jax 0.10, and to
-pull in TensorFlow).
+from ``max_steps=2``, since optimistix applies a step one iteration after computing it),
+and `lineax.LSMR` at rtol = atol = 1e-10 and at 1e-14 (the tolerance at which it matched
+the others to ≤ 1e-10 at QN = 1000); `neural-tangents` gets a row with the error its
+import raises here (it is not a dependency: 0.6.5 was reported to import `jax.core.Jaxpr`,
+gone from jax 0.10, and to pull in TensorFlow).
 Set `OPENBLAS_NUM_THREADS` (and `XLA_FLAGS`) the same way for every run you compare:
 LAPACK calls showed 10–50× spikes under load without it.
+
+The book's chapters use the same module: chapter 11 the flop model (`direction_flops`,
+`direction_cost_model`), the timing sweep (`time_direction_methods`) and its crossover
+(`matrix_free_crossover`); chapter 10 the wall clock of its race (`interleaved_run_seconds`),
+since nothing in `adaptedflow.paper` reads a clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -34,6 +40,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,10 +48,9 @@ import numpy as np
 
 from ..cost import cost
 from ..descent import METHODS as DESCENT_METHODS
-from ..descent import _compiled_run, check_damping, check_step
-from ..kernels import _direction_jit, _static, adapted_step_direction
+from ..descent import check_damping, check_step, compiled_run
+from ..kernels import DirectionOptions, adapted_step_direction, compiled_direction
 from ..network import init_params, mlp
-from ..numerics import default_rank_rtol
 from ..problem import gaussian_clusters
 from ..validation import positive_int, validate_data
 
@@ -68,19 +74,40 @@ def direction_flops(widths, N: int) -> dict[str, float]:
         ``"K"``, ``"QN"``.
     """
     widths = tuple(int(w) for w in widths)
-    K = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    K = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     Q = widths[-1]
     QN = Q * N
     chol = QN**3 / 3
     gram_dense = 2 * QN**2 * K
     dense = QN * 4 * N * K + gram_dense + chol
-    kernel = sum(2 * QN**2 * m_out + 2 * N**2 * m_in for m_in, m_out in zip(widths[:-2], widths[1:-1]))
+    kernel = sum(2 * QN**2 * m_out + 2 * N**2 * m_in for m_in, m_out in zip(widths[:-2], widths[1:-1], strict=True))
     kernel += 2 * N**2 * widths[-2]
     hidden = widths[1:-1]        # δ_L = W_out[q] ⊙ σ′ (QN·M_L), then one product per pair of hidden layers
-    backprop = (QN * hidden[-1] if hidden else 0) + 2 * QN * sum(a * b for a, b in zip(hidden[:-1], hidden[1:]))
+    pairs = zip(hidden[:-1], hidden[1:], strict=True)
+    backprop = (QN * hidden[-1] if hidden else 0) + 2 * QN * sum(a * b for a, b in pairs)
     return {"dense": float(dense), "structured": float(kernel + backprop + chol + 4 * N * K),
             "gram_dense": float(gram_dense), "kernel": float(kernel), "cholesky": float(chol),
             "gradient": float(6 * N * K), "K": K, "QN": QN}
+
+
+def direction_cost_model(widths, N: int) -> dict[str, float]:
+    r"""`direction_flops` with the ratios and sizes that say why a step costs what it costs.
+
+    Adds to the flop counts: ``"gram_over_kernel"`` (forming D Dᵀ from D / forming it layer
+    by layer), ``"cholesky_share"`` (the Cholesky factor's part of the structured total),
+    ``"dense_over_structured"``, and the memory of D (8·QN·K bytes, ``"jacobian_mb"``) and of
+    the kernel (8·(QN)² bytes, ``"kernel_mb"``), in MiB.
+
+    Args:
+        widths: the MLP's widths `(M, M_1, …, Q)`.  N: number of inputs.
+
+    Returns:
+        Dict: the keys of `direction_flops` and the five above.
+    """
+    f = direction_flops(widths, N)
+    return {**f, "gram_over_kernel": f["gram_dense"] / f["kernel"], "cholesky_share": f["cholesky"] / f["structured"],
+            "dense_over_structured": f["dense"] / f["structured"], "jacobian_mb": 8 * f["QN"] * f["K"] / 2**20,
+            "kernel_mb": 8 * f["QN"] ** 2 / 2**20}
 
 
 #: Named variants of `adapted_step_direction` for tables: name → (method, keyword arguments).
@@ -132,19 +159,67 @@ def time_direction_methods(widths, N: int, *, methods=("structured", "matrix-fre
     dirs = {}
     for name in methods:
         method, kw = VARIANTS[name]
-        call = lambda: adapted_step_direction(net, theta, X, Y, method=method, **kw)
-        out["seconds"][name] = median_time(lambda: call()[0])
+        options = DirectionOptions(method=method, **kw)
+        call = functools.partial(adapted_step_direction, net, theta, X, Y, options=options)
+        out["seconds"][name] = median_time(functools.partial(lambda c: c()[0], call))
         u, info = call()
         dirs[name] = u
         out["iterations"][name] = int(info.iterations)
-        static = _static(net, "adapted", method, 1e-12, 10_000, kw.get("precondition", "nystrom"), 100,
-                         default_rank_rtol((out["QN"], out["K"])), out["QN"])
-        mem = _direction_jit.lower(*static, theta, X, Y).compile().memory_analysis()
+        resolved = options.resolve(net, "adapted", out["K"], out["QN"])[0]
+        mem = compiled_direction.lower(net, "adapted", resolved, theta, X, Y).compile().memory_analysis()
         out["memory_mb"][name] = float(mem.temp_size_in_bytes) / 2**20
     ref = dirs[methods[0]]
     for name, u in dirs.items():
         out["agreement"][name] = float(jnp.linalg.norm(u - ref) / jnp.linalg.norm(ref))
     return out
+
+
+class Crossover(NamedTuple):
+    r"""Where the matrix-free direction overtakes the structured one, from a sweep over QN.
+
+    Attributes:
+        exponent_structured, exponent_matrix_free: p of t ∝ (QN)^p through the last two sizes.
+        first_faster: the first QN of the sweep at which matrix-free was faster, or None.
+        extrapolated: where the two power laws cross beyond the sweep (None if matrix-free was
+            measured faster, or if structured grows no faster: no crossover in sight).
+        kernel_gib: 8·(QN)² bytes at `extrapolated`, in GiB (None with it).
+    """
+
+    exponent_structured: float
+    exponent_matrix_free: float
+    first_faster: int | None
+    extrapolated: float | None
+    kernel_gib: float | None
+
+
+def matrix_free_crossover(rows) -> Crossover:
+    r"""The crossover QN of the matrix-free and the structured direction, measured or extrapolated.
+
+    Fits t ∝ (QN)^p through the last two rows for each method; if matrix-free is never
+    faster and its exponent is the smaller, the power laws cross at
+    QN_× = QN_last·(t_mf/t_s)^{1/(p_s − p_mf)}.  Timing-derived: an order of magnitude.
+
+    Args:
+        rows: at least two results of `time_direction_methods` with ``"structured"`` and
+            ``"matrix-free"`` timed, in increasing QN.
+
+    Returns:
+        A `Crossover`.
+    """
+    if len(rows) < 2:
+        raise ValueError(f"`rows` must hold at least two sizes to fit an exponent; got {len(rows)}.")
+    qn = np.array([r["QN"] for r in rows], float)
+    t_s = np.array([r["seconds"]["structured"] for r in rows])
+    t_m = np.array([r["seconds"]["matrix-free"] for r in rows])
+    faster = t_m < t_s
+    p_s = float(np.log(t_s[-1] / t_s[-2]) / np.log(qn[-1] / qn[-2]))
+    p_m = float(np.log(t_m[-1] / t_m[-2]) / np.log(qn[-1] / qn[-2]))
+    if faster.any():
+        return Crossover(p_s, p_m, int(qn[np.argmax(faster)]), None, None)
+    if p_s > p_m:
+        cross = float(qn[-1] * (t_m[-1] / t_s[-1]) ** (1 / (p_s - p_m)))
+        return Crossover(p_s, p_m, None, cross, 8 * cross**2 / 2**30)
+    return Crossover(p_s, p_m, None, None, None)
 
 
 def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
@@ -180,9 +255,9 @@ def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
             step = check_step(step, X.shape[0])
         elif not (math.isfinite(step) and step > 0):
             raise ValueError(f"`step` (the learning rate η) must be > 0; got {step}.")
-        run = _compiled_run(method, output_map, n_steps, damping is not None)
         args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
-        compiled = run.lower(*args).compile()
+        static = dict(method=method, output_map=output_map, n_steps=n_steps, damped=damping is not None)
+        compiled = compiled_run.lower(*args, **static).compile()
         jax.block_until_ready(compiled(*args))
         prepared.append((compiled, args))
     out = np.empty((len(prepared), repeats))
