@@ -39,7 +39,8 @@ def test_gradient_and_hessian_match_finite_differences(small_problem):
     g = np.asarray(cost_gradient(p["net"], p["theta"], p["X"], p["Y"]))
     H = np.asarray(cost_hessian(p["net"], p["theta"], p["X"], p["Y"]))
     np.testing.assert_allclose(H, H.T, atol=1e-14)
-    e = np.zeros_like(g); e[3] = 1.0
+    e = np.zeros_like(g)
+    e[3] = 1.0
     h = 1e-6
     gp = np.asarray(cost_gradient(p["net"], p["theta"] + h * e, p["X"], p["Y"]))
     gm = np.asarray(cost_gradient(p["net"], p["theta"] - h * e, p["X"], p["Y"]))
@@ -216,3 +217,94 @@ def test_output_rounding_bound_covers_extended_precision(rng):
     assert np.max(np.abs(x64 - x_ld.astype(np.float64))) <= bound
     with pytest.raises(ValueError, match="`widths`"):
         one_hidden_layer_output_rounding((2, 3, 3, 1), th, X)
+
+
+def test_newton_steps_and_stopping_rules(small_problem):
+    p = small_problem
+    net, X = p["net"], p["X"]
+    Y = jnp.asarray(net(p["theta"], X).reshape(p["Y"].shape))
+    th, norms = newton_to_critical(net, p["theta"] + 1e-4, X, Y, tol=None, max_iter=3)
+    assert norms.shape == (4,) and norms[-1] < 1e-12 < norms[0]        # all three steps taken
+    inst = xor_saddle()                                                # a degenerate saddle (Morse–Bott)
+    start = np.asarray(inst.theta) + 1e-6
+    th_p, n_p = newton_to_critical(inst.output_map, start, inst.X, inst.Y)
+    assert n_p[-1] <= 1e-13 and np.linalg.norm(th_p - start) < 1e-4    # the minimum-norm step stays near the set
+    with pytest.raises(ValueError, match="`step`"):
+        newton_to_critical(net, p["theta"], X, Y, step="lu")
+    with pytest.raises(ValueError, match="`max_iter`"):
+        newton_to_critical(net, p["theta"], X, Y, max_iter=0)
+
+
+def test_random_xor_saddles_layout():
+    ths = random_xor_saddles(jax.random.PRNGKey(0), 3, 4)
+    draws = jax.vmap(lambda k: af.init_params(k, (2, 3, 1)))(jax.random.split(jax.random.PRNGKey(0), 4))
+    for th, d in zip(ths, np.asarray(draws), strict=True):
+        (W1, b1), (W2, b2) = af.network.unflatten_params(th, (2, 3, 1))
+        (_, b1d), (W2d, _) = af.network.unflatten_params(d, (2, 3, 1))
+        assert np.all(W1 == 0) and np.array_equal(b1, b1d) and np.array_equal(W2, W2d)
+        assert b2[0] == pytest.approx(-W2[0] @ np.tanh(b1), rel=1e-15)
+    np.testing.assert_array_equal(xor_saddle_theta(ths[1][6:9], ths[1][9:12]), ths[1])
+
+
+# --- the analyses of the rank-loss chapter ----------------------------------------------------
+
+from adaptedflow.paper.rank_loss import (  # noqa: E402
+    duplicated_input_problem,
+    rank_restoring_escape,
+    rule_at_saddle,
+    rule_frequency,
+    structural_rank_loss,
+)
+
+
+def test_duplicated_input_problem():
+    key = jax.random.PRNGKey(0)
+    widths, X, Y, theta0, C_min, y_inf = duplicated_input_problem(key, 5, 4)
+    assert widths == (2, 4, 1) and X.shape == (5, 2) and Y.shape == (5, 1) and theta0.shape == (17,)
+    assert np.array_equal(X[0], X[1]) and (float(Y[0, 0]), float(Y[1, 0])) == (1.0, -1.0)
+    assert C_min == pytest.approx(4 / 20) and np.array_equal(y_inf[:2], [0.0, 0.0])
+    np.testing.assert_array_equal(y_inf[2:], np.asarray(Y)[2:, 0])
+    D = af.jacobian(af.mlp(widths), theta0, X)
+    assert af.numerical_rank(D) == 4 and np.array_equal(np.asarray(D)[0], np.asarray(D)[1])
+    with pytest.raises(ValueError, match="`N`"):
+        duplicated_input_problem(key, 1, 4)
+
+
+def test_structural_rank_loss_small_instance():
+    problem = duplicated_input_problem(jax.random.PRNGKey(0), 4, 4)
+    s = structural_rank_loss(problem, rtol=1e-12, atol=1e-14, cost_floor=1e-4, s_first_standard=20.0,
+                             s_max_standard=2000.0)
+    assert s.gap < 4 * 17 * af.numerics.EPS                    # σ_QN/σ_1 = 0 to rounding: rank D ≤ QN − Q
+    assert np.all(s.projected.rank == 3) and np.all(s.projected.residual <= s.projected.bound)
+    assert s.output_error <= s.output_tolerance and np.max(s.rate_error / s.rate_tolerance) <= 1.0
+    assert s.adapted.cost[-1] - problem.C_min == pytest.approx(1e-4 * (s.adapted.cost[0] - problem.C_min), rel=1e-6)
+    assert s.grad_norms[-1] <= 1e-13 and s.equilibrium_distance <= s.equilibrium_tolerance
+    np.testing.assert_allclose(s.x_standard[:2], s.x_standard[0], rtol=1e-14)        # x_a = x_b always
+
+
+def test_rule_at_saddle_and_frequency():
+    inst = xor_saddle()
+    a = analyse_critical_point(inst.output_map, inst.theta, inst.X, inst.Y, jax.random.PRNGKey(0), walk_step=1e-4)
+    r = rule_at_saddle(inst, a, [-1e-3, 1e-3])
+    assert r.span_curvatures.shape == (3,) and r.span_curvatures[0] == pytest.approx(1.7892, abs=1e-4)
+    assert r.least_eigenvalue == pytest.approx(-0.2974, abs=1e-4) and r.rule.least_span == pytest.approx(
+        r.span_curvatures[0], rel=1e-9)
+    assert r.cost_change.shape == (3, 2) and np.all(r.cost_change > 0)            # raises C for both signs
+    np.testing.assert_allclose(r.cost_change, r.predicted, rtol=1e-2)             # (η²/2)nᵀHn + O(η³)
+    f = rule_frequency(jax.random.PRNGKey(1), 3, 12, inst.X, inst.Y)
+    rules = perturbation_rule_tests(inst.output_map, random_xor_saddles(jax.random.PRNGKey(1), 3, 12), inst.X, inst.Y)
+    decided = np.abs(rules.least_span) > rules.scale
+    assert (f.n_decided, f.k_lower) == (int(decided.sum()), int(np.sum(rules.least_span[decided] < 0)))
+    assert f.k_saddle == int(np.sum(rules.least_hessian < -rules.scale)) and 0 <= f.k_lower <= f.n_decided <= 12
+
+
+def test_rank_restoring_escape_on_the_xor_saddle():
+    inst = xor_saddle()
+    e = rank_restoring_escape(inst, jax.random.PRNGKey(8), eta=1e-6, eps=1e-2, rtol=1e-12, atol=1e-14)
+    (W1, b1), (W2, b2) = af.network.unflatten_params(np.asarray(e.theta), inst.widths)
+    (_, b1s), (W2s, b2s) = af.network.unflatten_params(np.asarray(inst.theta), inst.widths)
+    assert np.linalg.norm(W1) == pytest.approx(1e-6, rel=1e-12)                    # only W_1 moved, by η
+    assert np.array_equal(b1, b1s) and np.array_equal(W2, W2s) and np.array_equal(b2, b2s)
+    assert e.sv.shape == (4,) and e.sv[-1] > 0 and e.cost == pytest.approx(0.5, abs=1e-9)
+    assert e.s_predicted == pytest.approx(2 * np.log(100)) and e.time_error <= e.time_tolerance
+    assert e.rate_error < 1e-6 and e.standard.s_end > e.adapted.s_end

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
+from adaptedflow.numerics import EPS
 from adaptedflow.paper import geometry as geo
 
-EPS = float(np.finfo(np.float64).eps)
 _A = jnp.asarray(np.random.default_rng(3).normal(size=(3, 5)))
 
 
@@ -58,7 +58,7 @@ def test_section_brackets_quadratic_closed_form():
     th = jnp.asarray(np.random.default_rng(1).normal(size=4))
     pairs, br = geo.section_brackets(quadratic_map, th, X0)
     H = np.asarray(_H)
-    for (a, b), v in zip(pairs, np.asarray(br)):
+    for (a, b), v in zip(pairs, np.asarray(br), strict=True):
         np.testing.assert_allclose(v, (H[b] @ H[a] - H[a] @ H[b]) @ np.asarray(th), rtol=1e-12, atol=1e-12)
 
 
@@ -273,3 +273,63 @@ def test_jacobi_defect_quadratic_map():
     assert geo.jacobi_defect(levels) <= 1e-14
     with pytest.raises(ValueError, match="depth=3"):
         geo.jacobi_defect(levels[:2])
+
+
+def test_bundle_gradient_trials_within_tolerance():
+    key = jax.random.PRNGKey(0)
+    X, _, Y = af.gaussian_clusters(key, 3, 2, 1)
+    t = geo.bundle_gradient_trials((2, 4, 1), X, Y, key, 2)
+    assert len(t.rows) == 2 and tuple(t.ratios) == geo.BUNDLE_GRADIENT_ERROR_KEYS
+    K = af.num_params((2, 4, 1))
+    np.testing.assert_allclose(t.tolerances, [K * EPS * r["kappa"] for r in t.rows], rtol=1e-15)
+    assert max(max(v) for v in t.ratios.values()) < 1.0     # every characterisation of grad_V C agrees
+    assert t.rows[0]["solves"] < 1e-14
+
+
+def test_frobenius_controls_integrable():
+    c = geo.frobenius_controls(jax.random.PRNGKey(0), 1)
+    assert c.affine_max == 0.0 < c.affine_tol < 1e-13     # forward mode: exact zero brackets
+    assert len(c.tanh_fractions) == 6                       # QN = 4: 6 pairs
+    assert max(c.tanh_ratios) < 1.0 and min(c.tanh_min_norms) > 1e-2
+
+
+def test_small_mlp_instance_deterministic():
+    key = jax.random.PRNGKey(0)
+    net, widths, X, theta = geo.small_mlp_instance(key, [1, 2, 1, 4], 0, 0)
+    assert widths == (1, 2, 1) and X.shape == (4, 1) and theta.shape == (7,) and net == af.mlp(widths)
+    np.testing.assert_array_equal(theta, geo.small_mlp_instance(key, [1, 2, 1, 4], 0, 0)[3])
+    assert not np.array_equal(theta, geo.small_mlp_instance(key, [1, 2, 1, 4], 0, 1)[3])
+
+
+def test_kernel_bracket_control_within_tolerance():
+    kc = geo.kernel_bracket_control(jax.random.PRNGKey(0), [1, 2, 1, 3], 0, 1)
+    assert kc.widths == (1, 2, 1) and len(kc.defects) == 3 and len(kc.tolerances) == 1
+    assert max(kc.defects) < 1e-10 and max(kc.ratios) < 1.0
+
+
+def test_witness_analysis_not_integrable_and_free_growth():
+    wa = geo.witness_analysis()
+    assert [(w["K"], w["QN"]) for w in wa] == [(4, 2), (7, 4), (9, 3), (9, 5)]
+    assert [w["ranks"] for w in wa] == [[2, 3, 4], [4, 7, 7], [3, 6, 9], [5, 9, 9]]
+    for w in wa:
+        assert w["ranks"] == w["full_rank"] and w["ranks"][-1] == w["K"]
+        assert w["frac"] > 0.5 > 1e6 * w["tol"]           # (2.31) fails far above rounding
+        assert min(w["gaps"]) > 1e-10 and w["jacobi"] < 1e-12
+    np.testing.assert_allclose(wa[0]["frac"], 0.958, atol=1e-3)
+
+
+def test_random_bracket_analysis_one_neuron_net():
+    ra = geo.random_bracket_analysis(jax.random.PRNGKey(0), [[1, 1, 1, 2]], 2)
+    assert [r["spec"] for r in ra] == [(1, 1, 1, 2)] * 2
+    for r in ra:
+        assert (r["K"], r["QN"], r["fractions"].shape) == (4, 2, (1,))
+        assert r["ranks"] == r["full_rank"] == [2, 3, 4] and 0 < r["saturation"] <= 1
+    np.testing.assert_allclose([r["frac"] for r in ra], [0.20235848, 0.99582295], rtol=1e-6)
+
+
+def test_near_integrable_analysis_saturated_unit():
+    na = geo.near_integrable_analysis()
+    assert na["widths"] == (1, 2, 1) and na["N"] == 4 and na["preactivations"].shape == (4, 2)
+    assert na["frac"] < 1e-5 and na["kappa"] > 1e5
+    assert na["saturation"][1] < 1e-7 < 0.1 < na["saturation"][0]
+    assert na["frac_desat"] > 0.4                            # out of saturation: far from integrable

@@ -5,16 +5,20 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
+from adaptedflow.numerics import default_rank_rtol
 from adaptedflow.paper.rank import (
     MEASURES,
+    adapted_orbit_outcomes,
     column_overlaps,
-    default_rank_tolerance,
+    column_statistics,
     ks_two_sample,
     moment_curve,
     normalized_columns,
     output_bias_columns,
     rank_report,
+    rank_table,
     rank_trials,
+    real_jacobian_conditioning,
     sample_sphere,
     structural_orthogonal_pairs,
 )
@@ -31,7 +35,7 @@ def test_rank_report_finds_rank_and_structural_gap(rng, shape, rank):
     else:
         assert rep.gap == np.inf
     np.testing.assert_allclose(rep.singular_values, np.linalg.svd(D, compute_uv=False))
-    assert np.isclose(rep.tol, rep.singular_values[0] * default_rank_tolerance(shape))
+    assert np.isclose(rep.tol, rep.singular_values[0] * default_rank_rtol(shape))
 
 
 def test_rank_report_uses_D_not_gram():
@@ -187,3 +191,38 @@ def test_fraction_below_quantile():
     assert fraction_below_quantile(np.array([0.5, 3.0, 50.0]), ref, 0.05) == (2, 3)
     with pytest.raises(ValueError, match="q"):
         fraction_below_quantile(ref, ref, 1.5)
+
+
+def test_rank_table_keys_and_outcomes():
+    key = jax.random.PRNGKey(0)
+    tab = rank_table(key, [("uniform", None), ("subsphere", None)], [4, 5], 3, 4)
+    assert set(tab) == {("uniform", None, 4), ("uniform", None, 5), ("subsphere", None, 4), ("subsphere", None, 5)}
+    for K in (4, 5):
+        assert tab["uniform", None, K]["full"].all()          # absolutely continuous: rank QN
+        assert not tab["subsphere", None, K]["full"].any()    # charges a hyperplane: rank < QN
+        assert np.all(tab["subsphere", None, K]["gap"] > 1e10)
+    # case c and K use fold_in(key, 1000 c + K)
+    again = rank_trials(jax.random.fold_in(key, 1000 + 5), 3, 4, 5, "subsphere")
+    np.testing.assert_array_equal(again["ratio"], tab["subsphere", None, 5]["ratio"])
+
+
+def test_real_jacobian_conditioning_small_mlp():
+    real = real_jacobian_conditioning(jax.random.PRNGKey(0), [(2, 3, 1)], 4, 3)
+    r = real[(2, 3, 1)]
+    assert r["K"] == 13 and r["full"].shape == (4,) and r["full"].all()
+    assert np.all((r["lam"] > 1e-5) & (r["lam"] < 1.0))
+    np.testing.assert_allclose(r["lam"], [0.00988647, 0.03459562, 0.00092719, 0.0217118], rtol=1e-5)
+
+
+def test_column_statistics_structural_pairs_exactly_orthogonal():
+    cs = column_statistics(jax.random.PRNGKey(0), (2, 3, 2), 3)
+    assert cs.overlaps.shape == (17 * 16 // 2,) == cs.overlaps_iid.shape
+    assert cs.n_structural == structural_orthogonal_pairs((2, 3, 2)) == 16
+    assert cs.n_zero == 16                       # exactly the structural pairs
+    assert cs.structural_overlap == 0.0 and cs.bias_deviation == 0.0
+    assert 0.0 < cs.ks <= 1.0 and cs.ks_critical > 0
+
+
+def test_adapted_orbit_outcomes_keep_rank_when_wide():
+    outs = adapted_orbit_outcomes(jax.random.PRNGKey(0), (2, 6, 1), 2, 3, 1e-2, 1e-6)
+    assert outs == ["s1", "s1"]                  # K = 25 ≫ QN = 3: rank QN kept up to s_*(ε)

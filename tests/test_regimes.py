@@ -15,7 +15,6 @@ from adaptedflow.paper.regimes import (
     crossing_time,
     gauss_newton_projector,
     metric_gradient_residual,
-    newton_critical_point,
     orbit_outcome,
     projector_defects,
     range_projector,
@@ -23,7 +22,7 @@ from adaptedflow.paper.regimes import (
     under_identities,
 )
 
-EPS = np.finfo(np.float64).eps
+EPS = af.numerics.EPS
 
 
 @pytest.mark.parametrize("shape", [(8, 3), (12, 5), (6, 6)])
@@ -126,15 +125,18 @@ def _linear_map(theta, X):
     return X @ theta
 
 
-def test_newton_critical_point_finds_least_squares_solution(rng):
+def test_newton_solve_step_finds_least_squares_solution(rng):
+    from adaptedflow.paper.critical import newton_to_critical
+
     X = jnp.asarray(rng.normal(size=(9, 3)))
     Y = jnp.asarray(rng.normal(size=(9, 1)))
-    theta_star, hist = newton_critical_point(_linear_map, jnp.zeros(3), X, Y, n_iter=2)
+    theta_star, norms = newton_to_critical(_linear_map, jnp.zeros(3), X, Y, step="solve", tol=None, max_iter=2)
     np.testing.assert_allclose(theta_star, np.linalg.lstsq(np.asarray(X), np.asarray(Y[:, 0]), rcond=None)[0],
                                rtol=1e-10)
-    assert hist[0] > 0.1 and hist[-1] < 1e-12
-    with pytest.raises(ValueError, match="n_iter"):
-        newton_critical_point(_linear_map, jnp.zeros(3), X, Y, n_iter=0)
+    assert norms.shape == (3,)                         # tol=None: every step is taken
+    assert norms[0] > 0.1 and norms[-1] < 1e-14        # C is quadratic: one step lands on the solution
+    with pytest.raises(ValueError, match="max_iter"):
+        newton_to_critical(_linear_map, jnp.zeros(3), X, Y, step="solve", tol=None, max_iter=0)
 
 
 def test_reference_critical_point_is_critical_with_positive_cost():
@@ -165,3 +167,129 @@ def test_orbit_until_outcome_converges_and_rejects_on_rank_loss():
     with pytest.raises(ValueError, match="on_rank_loss"):
         orbit_until_outcome("adapted-under", net, start, X, Y, converged=lambda th: True, s_first=1.0, s_max=2.0,
                             on_rank_loss="raise")
+
+
+# --- the analyses of the under-parametrized and borderline chapters ----------------------------
+
+from adaptedflow.paper.regimes import (  # noqa: E402
+    LABEL_KINDS,
+    OUTCOMES,
+    UNTIL_OUTCOMES,
+    borderline_formula_spreads,
+    borderline_orbits,
+    borderline_problems,
+    critical_limit,
+    identities_along_orbits,
+    largest_cost_rise,
+    near_teacher_orbits,
+    race_to_critical_cost,
+    reference_critical_point,
+    teacher_student_problem,
+    under_orbits,
+)
+
+
+def test_teacher_student_problem_is_the_reference_data():
+    import jax
+
+    X, Y = teacher_student_problem(jax.random.PRNGKey(0), (2, 8, 2), N=20, noise=0.05)
+    assert X.shape == (20, 2) and Y.shape == (20, 2)
+    _, X_ref, Y_ref, _ = reference_critical_point(n_newton=1)
+    np.testing.assert_array_equal(np.asarray(X), X_ref)
+    np.testing.assert_array_equal(np.asarray(Y), Y_ref)
+    X0, Y0 = teacher_student_problem(jax.random.PRNGKey(0), (2, 8, 2), N=20, noise=0.0)
+    np.testing.assert_allclose(np.asarray(Y) - np.asarray(Y0), 0.05 * np.asarray(
+        jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), 2), (40,))).reshape(20, 2), atol=1e-15)
+
+
+def test_critical_limit_at_the_reference_point():
+    widths, X, Y, theta = reference_critical_point()
+    c = critical_limit(af.mlp(widths), theta, X, Y, n_newton=2)
+    assert c.tangential <= c.floor and c.tangential_start <= c.floor        # already critical to rounding
+    assert c.distance < 1e-12 and c.QN == 40
+    assert abs(c.cost - 7.4078e-3) < 1e-6 and c.cost / c.cost_resolution > 1e12
+    assert c.split <= c.tangential ** 2 + 3 * (c.QN + c.cond) * EPS         # (5.7) to rounding
+    x = np.asarray(af.mlp(widths)(jnp.asarray(c.theta), X))
+    assert c.cost == pytest.approx(float(np.sum((x - Y.reshape(-1)) ** 2) / 40), rel=1e-12)
+
+
+def test_under_orbits_identities_and_cost_rise():
+    import jax
+
+    key = jax.random.PRNGKey(0)
+    widths, N = (2, 2, 2), 20
+    X, Y = teacher_student_problem(key, (2, 8, 2), N=N, noise=0.05)
+    orb = under_orbits(widths, X, Y, key, 2, arrive_tol=1e-3, s_first=1.0, s_max=8.0, n_save=5, rtol=1e-10,
+                       atol=1e-12, rank_rtol=1e-6, max_steps=5000)
+    assert len(orb.runs) == 2 and all(out in UNTIL_OUTCOMES for _, out in orb.runs)
+    assert sorted(orb.lost + orb.converged + orb.slow) == [i for i, (_, out) in enumerate(orb.runs)
+                                                            if out != "eps"]
+    np.testing.assert_array_equal(orb.theta0s[1], af.init_params(jax.random.fold_in(key, 11), widths))
+    res = identities_along_orbits(af.mlp(widths), orb.runs, X, Y, key, 3, every=2)
+    assert set(res.worst) == {"gn_vs_pinv", "output_velocity", "cost_rate", "projector", "metric"}
+    assert 0 < max(res.worst.values()) <= 1.0 and res.max_cond >= 1.0
+    assert 0.0 <= largest_cost_rise(orb.runs, 1e-10, N) <= 1.0
+
+
+def test_largest_cost_rise_is_the_worst_ratio():
+    from types import SimpleNamespace
+
+    o = SimpleNamespace(cost=np.array([2.0, 1.0, 1.0 + 1e-9]), n_steps=10, theta=np.array([[0.5, -2.0]]),
+                        sigma_max=np.array([3.0]))
+    b = 10 * 1e-8 * 2.0 * 3.0 * np.sqrt(2 * 2.0 / 4)
+    assert largest_cost_rise([(o, "converged"), (None, "stalled")], 1e-8, 4) == pytest.approx(1e-9 / b, rel=1e-6)
+    down = SimpleNamespace(cost=np.array([2.0, 1.0]), n_steps=1, theta=np.ones((2, 1)), sigma_max=np.ones(2))
+    assert largest_cost_rise([(down, "s1")], 1e-8, 4) == 0.0
+
+
+def test_race_to_critical_cost_first_passages():
+    from types import SimpleNamespace
+
+    widths, X, Y, theta = reference_critical_point()
+    net = af.mlp(widths)
+    C = float(af.cost(net(jnp.asarray(theta), X), Y))
+    orbit = SimpleNamespace(s=np.array([0.0, 1.0, 2.0]), cost=np.array([4 * C, 2 * C, C / 2]), s_end=0.05)
+    race = race_to_critical_cost(net, theta, orbit, X, Y, C * (1 + 1e-9), horizon=2.0)
+    assert race.t_standard == 0.0                               # the standard flow starts at the level
+    assert race.t_adapted == pytest.approx(1.5, rel=1e-8)       # log-interpolation between C/2 and 2C
+    assert race.standard.s_end == pytest.approx(0.1) and race.standard.cost_end <= C * (1 + 1e-12)
+
+
+def test_borderline_problems_spreads_and_orbits():
+    import jax
+
+    widths = (3, 2, 2)                                  # K = 14 = QN with N = 7
+    probs = borderline_problems(jax.random.PRNGKey(0), widths, 2, teacher_distance=0.1)
+    net = af.mlp(widths)
+    assert len(probs) == 2 and tuple(probs[0].labels) == LABEL_KINDS
+    p = probs[1]
+    assert p.X.shape == (7, 3) and p.theta0.shape == (14,)
+    Y1 = np.asarray(p.labels["random one-hot"])
+    assert set(np.unique(Y1)) <= {0.0, 1.0} and np.all(Y1.sum(axis=1) == 1)
+    np.testing.assert_allclose(p.labels["near teacher"], net(p.theta0 + 0.1 * p.teacher, p.X).reshape(7, 2),
+                               rtol=1e-13, atol=1e-15)
+    spreads = borderline_formula_spreads(net, probs)
+    assert len(spreads.stable) == len(spreads.gram) == len(spreads.rows) == 6
+    assert max(spreads.stable) <= 1.0 and max(spreads.gram) <= 1.0
+    assert all(sp["pseudo-inverse (4.6)"] == 0.0 for _, sp in spreads.rows)
+    orbits = borderline_orbits(net, probs[:1], s1=2.0, n_save=5, rtol=1e-10, atol=1e-12, rank_rtol=1e-5,
+                               max_steps=2000)
+    assert tuple(orbits) == LABEL_KINDS and all(out in OUTCOMES for runs in orbits.values() for _, out in runs)
+
+
+def test_near_teacher_orbits_follow_the_comparison_model():
+    import jax
+
+    widths = (3, 2, 2)
+    probs = borderline_problems(jax.random.PRNGKey(0), widths, 1, teacher_distance=1e-3)
+    net = af.mlp(widths)
+    kw = dict(s1=5.0, n_save=11, rtol=1e-11, atol=1e-13, rank_rtol=1e-5, max_steps=5000)
+    orbits = borderline_orbits(net, probs, **kw)
+    assert orbits["near teacher"][0][1] == "s1"
+    near = near_teacher_orbits(net, probs, orbits["near teacher"], teacher_distance=1e-3, n_pairs=1, **kw)
+    assert near.distance == 1e-3 and len(near.output_deviation) == 1 and len(near.agreement) == 1
+    assert len(near.steps) == 2 and near.conds[0] >= 1.0
+    assert max(near.output_deviation) < 1e-8 and max(near.rate_deviation) < 1e-7 and max(near.agreement) < 1e-8
+    # no converged orbit given: the teacher of the first problem is moved closer until one converges
+    again = near_teacher_orbits(net, probs, [(None, "rank-loss")], teacher_distance=1e-3, n_pairs=0, **kw)
+    assert again.distance == 5e-4 and len(again.output_deviation) == 1 and again.agreement == []

@@ -1,4 +1,5 @@
-"""Tests for adaptedflow.paper.trapping: Rayleigh quotient (3.1), ‖D‖_op ≥ √N with an output bias, arc length, Prop. 3.1."""
+"""Tests for adaptedflow.paper.trapping: Rayleigh quotient (3.1), ‖D‖_op ≥ √N with an output bias, arc length,
+Prop. 3.1 and the analyses of chapter 06."""
 
 import jax
 import jax.numpy as jnp
@@ -6,14 +7,19 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
+from adaptedflow.kernels import is_structured
 from adaptedflow.paper.trapping import (
     bias_column_norm_bound,
+    equilibrium_searches,
     integrate_standard_arclength,
+    lemma_3_2_problems,
     mlp_without_output_bias,
     operator_norm,
+    orbit_diagnostics,
     proposition_3_1_ratio,
     rayleigh_quotient,
     standard_output_speed,
+    trapping_example,
 )
 
 
@@ -47,7 +53,8 @@ def test_output_bias_forces_operator_norm_at_least_sqrt_N(small_problem):
 def test_mlp_without_output_bias_matches_mlp_with_zero_bias(small_problem):
     p = small_problem
     f = mlp_without_output_bias(p["widths"])
-    assert f is mlp_without_output_bias(p["widths"])
+    assert f == mlp_without_output_bias(p["widths"]) and hash(f) == hash(mlp_without_output_bias(p["widths"]))
+    assert not is_structured(f)
     Q = p["widths"][-1]
     theta = p["theta"][:-Q]
     np.testing.assert_allclose(f(theta, p["X"]), p["net"](jnp.concatenate([theta, jnp.zeros(Q)]), p["X"]), rtol=1e-15)
@@ -71,7 +78,7 @@ def test_arclength_orbit_and_proposition_3_1():
     assert o.intervals.shape[1] == 4 and o.intervals.shape[0] >= 1 and o.intervals[0, 0] == 0.0
     assert np.all(np.diff(o.intervals[:, :2].ravel()) >= 0) and o.intervals[-1, 1] <= 60.0
     # where ‖D‖_op ≤ λ on the saved grid, the time lies in some interval
-    for s, n in zip(o.s, o.opnorm):
+    for s, n in zip(o.s, o.opnorm, strict=True):
         if n < lam * (1 - 1e-6):
             assert np.any((o.intervals[:, 0] <= s) & (s <= o.intervals[:, 1]))
     for iv in o.intervals:
@@ -125,3 +132,47 @@ def test_search_equilibrium_duplicate_inputs_loses_rank():
     with pytest.raises(ValueError, match="`grad_stop`"):
         search_equilibrium(af.mlp(widths), af.init_params(jax.random.PRNGKey(0), widths), X, Y,
                            grad_stop=0.0, s_first=1.0, s_max=2.0)
+
+
+def test_trapping_example_labels_orthogonal_to_affine():
+    ex = trapping_example(jax.random.PRNGKey(0), 6, 3, 0.1)
+    assert ex.X.shape == (6, 2) and ex.Y.shape == (6, 1) and ex.widths == (2, 3, 1)
+    assert ex.theta0.shape == (ex.output_map.num_params,) == (12,)
+    assert ex.affine_residual < 1e-13
+    np.testing.assert_allclose(float(jnp.sum(ex.Y ** 2)), 6.0, rtol=1e-14)     # |y|² = N
+
+
+def test_orbit_diagnostics_matches_direct_formulas():
+    ex = trapping_example(jax.random.PRNGKey(0), 6, 3, 0.1)
+    thetas = jnp.stack([ex.theta0, 2 * ex.theta0])
+    d = orbit_diagnostics(ex.output_map, thetas, ex.X, ex.Y)
+    assert d.D.shape == (2, 6, 12)
+    for k in range(2):
+        x, D = af.outputs_and_jacobian(ex.output_map, thetas[k], ex.X)
+        g = af.grad_x_cost(x, ex.Y)
+        np.testing.assert_allclose(d.opnorm[k], np.linalg.svd(np.asarray(D), compute_uv=False)[0], rtol=1e-12)
+        np.testing.assert_allclose(d.rayleigh[k], float(rayleigh_quotient(D, g)), rtol=1e-12)
+        # the adapted flow moves the outputs at speed |∇_x C| (1.31)
+        np.testing.assert_allclose(d.adapted_speed[k], float(jnp.linalg.norm(g)), rtol=1e-10)
+
+
+def test_lemma_3_2_problems_layout():
+    ex = trapping_example(jax.random.PRNGKey(0), 6, 3, 0.1)
+    pr = lemma_3_2_problems(ex.X, ex.Y)
+    (w1, _, Y1), (w2, X2, Y2) = pr["XOR [2,1,1]"], pr["duplicate [2,8,1]"]
+    assert w1 == (2, 1, 1) and w2 == (2, 8, 1)
+    np.testing.assert_array_equal(np.asarray(Y1).ravel(), [1.0, -1.0, -1.0, 1.0])
+    np.testing.assert_array_equal(X2[0], X2[1])
+    assert (float(Y2[0, 0]), float(Y2[1, 0])) == (1.0, -1.0)
+    np.testing.assert_array_equal(Y2[2:, 0], ex.Y[2:6, 0])
+
+
+def test_equilibrium_searches_rows():
+    X_xor = jnp.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    problems = {"xor": ((2, 1, 1), X_xor, (X_xor[:, 0] * X_xor[:, 1])[:, None])}
+    rows = equilibrium_searches(problems, jax.random.PRNGKey(0), 1, grad_stop=1e-3, s_first=5.0, s_max=10.0)
+    assert len(rows) == 1 and rows[0]["name"] == "xor" and rows[0]["i"] == 0
+    e = rows[0]["e"]
+    assert e.QN == 4 and e.cost > 0.1                        # XOR is not fitted by one hidden unit
+    assert rows[0]["rank"] == int(np.sum(e.singular_values > 1e-8 * e.singular_values[0])) <= 4
+    assert rows[0]["kept"] == e.is_equilibrium(1e-9, 1e-6)

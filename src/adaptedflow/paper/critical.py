@@ -24,6 +24,7 @@ hypothesis of Theorem 4.2).  `projected_flow_check` compares the pseudo-inverse 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -32,7 +33,8 @@ import numpy as np
 import scipy.linalg
 
 from ..cost import cost, grad_x_cost, outputs_and_jacobian
-from ..validation import validate_data
+from ..numerics import EPS, default_rank_rtol
+from ..validation import positive_int, validate_data
 
 
 def _validate(output_map, theta, X, Y):
@@ -136,31 +138,61 @@ def constraint_jacobian(output_map, theta, X, Y, columns) -> jax.Array:
     return _jit_constraint_jacobian(output_map, theta, X, Y, cols)
 
 
-def newton_to_critical(output_map, theta, X, Y, *, tol: float = 1e-13, max_iter: int = 30,
-                       pinv_rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
-    r"""Newton's method for ∇_θ C = 0 with the minimum-norm step −H⁺∇_θC.
+#: The Newton steps of `newton_to_critical`.
+NEWTON_STEPS = ("pseudo-inverse", "solve")
 
-    The pseudo-inverse step moves orthogonally to ker H, so near a Morse–Bott critical
-    set it lands on the set at the nearest point to first order (quadratic convergence).
+
+@functools.partial(jax.jit, static_argnums=0)
+def _solve_step(output_map, theta, X, Y):
+    loss = lambda t: cost(output_map(t, X), Y)  # noqa: E731
+    g = jax.grad(loss)(theta)
+    H = jax.hessian(loss)(theta)
+    return theta - jnp.linalg.solve(H, g)
+
+
+def newton_to_critical(output_map, theta, X, Y, *, tol: float | None = 1e-13, max_iter: int = 30,
+                       step: str = "pseudo-inverse", pinv_rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+    r"""Newton's method for a critical point, ∇_θ C = Dᵀ∇_x C = 0 (1.21), (4.12), (5.6).
+
+    Two steps, chosen by `step`:
+
+    * ``"pseudo-inverse"``: the minimum-norm step −H⁺∇_θC from the eigendecomposition of
+      the symmetrised Hessian H = ∇²_θC.  It moves orthogonally to ker H, so near a
+      Morse–Bott critical set (§4, Theorem 4.2) it lands on the set at the nearest point
+      to first order (quadratic convergence).
+    * ``"solve"``: the full step −H⁻¹∇_θC by an LU solve, for a non-degenerate critical
+      point (H invertible), e.g. an equilibrium (5.6) of the under-parametrized flow (5.2)
+      with rank D = K; it converges quadratically from a point close enough (e.g. θ(s₁)
+      of a converging orbit), unlike full Gauss–Newton steps.
 
     Args:
-        theta: start, shape `(K,)`.
-        tol: stop when |∇_θ C| ≤ tol.  max_iter: at most this many steps.
-        pinv_rtol: eigenvalues of H with |λ| ≤ pinv_rtol·max|λ| are treated as zero.
+        output_map: `output_map(theta, X) -> x`.
+        theta: start, shape `(K,)`.  X: inputs, shape `(N, M)`.  Y: targets, shape `(N, Q)`.
+        tol: stop when |∇_θ C| ≤ tol; `None` takes all `max_iter` steps.
+        max_iter: at most this many steps (a positive integer).
+        step: ``"pseudo-inverse"`` or ``"solve"`` (see above).
+        pinv_rtol: for the pseudo-inverse step, eigenvalues of H with |λ| ≤ pinv_rtol·max|λ|
+            are treated as zero.
 
     Returns:
         `(theta, grad_norms)`: the last iterate, shape `(K,)`, and |∇_θC| at each iterate
-        (the last entry is at the returned θ).
+        (the last entry is at the returned θ), shape `(steps + 1,)`.
     """
+    if step not in NEWTON_STEPS:
+        raise ValueError(f"`step` must be one of {NEWTON_STEPS}; got {step!r}.")
+    max_iter = positive_int(max_iter, "max_iter")
     theta, X, Y = _validate(output_map, theta, X, Y)
     grad, hess = _jit_grad, _jit_hessian
     norms = []
     th = np.asarray(theta)
-    for _ in range(int(max_iter)):
+    for _ in range(max_iter):
         g = np.asarray(grad(output_map, jnp.asarray(th), X, Y))
         norms.append(float(np.linalg.norm(g)))
-        if norms[-1] <= tol:
+        if tol is not None and norms[-1] <= tol:
             break
+        if step == "solve":
+            th = np.asarray(_solve_step(output_map, jnp.asarray(th), X, Y))
+            continue
         H = np.asarray(hess(output_map, jnp.asarray(th), X, Y))
         lam, V = np.linalg.eigh(0.5 * (H + H.T))
         keep = np.abs(lam) > pinv_rtol * np.max(np.abs(lam))
@@ -309,8 +341,9 @@ def xor_saddle_theta(b1, W2) -> jax.Array:
     W2 = np.asarray(W2, dtype=np.float64)
     if b1.ndim != 1 or W2.shape != b1.shape:
         raise ValueError(f"`b1` and `W2` must be 1-D of the same length h; got shapes {b1.shape} and {W2.shape}.")
-    h = b1.size
-    return jnp.asarray(np.concatenate([np.zeros(2 * h), b1, W2, [-W2 @ np.tanh(b1)]]))
+    from ..network import flatten_params
+
+    return flatten_params([(np.zeros((b1.size, 2)), b1), (W2[None, :], np.array([-W2 @ np.tanh(b1)]))])
 
 
 def xor_saddle() -> Instance:
@@ -361,10 +394,10 @@ def flat_equilibrium() -> Instance:
     y = np.array([1.0, -1.0, 0.6248106961344603, 0.20048727190797802, 0.24714761103775162, 0.5244771012032242])
     b1 = np.array([0.5023905576691897, 0.051963325125891295, -0.41041443173962444, 0.2689325471646783,
                    -0.431398859112228, 1.3377918937272426, -1.0990476341880704, -0.5303895241937643])
-    theta = np.zeros(33)
-    theta[16:24] = b1
-    theta[-1] = y.mean()
-    return Instance(widths=(2, 8, 1), theta=jnp.asarray(theta), X=X, Y=jnp.asarray(y[:, None]))
+    from ..network import flatten_params
+
+    theta = flatten_params([(np.zeros((8, 2)), b1), (np.zeros((1, 8)), np.array([y.mean()]))])
+    return Instance(widths=(2, 8, 1), theta=theta, X=X, Y=jnp.asarray(y[:, None]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -422,7 +455,7 @@ def analyse_critical_point(output_map, theta, X, Y, key, *, null_rtol: float = 1
         Theorem 4.2, (4.12)–(4.14).
     """
     from ..cost import jacobian
-    from ..linalg import default_rank_rtol, numerical_rank
+    from ..linalg import numerical_rank
 
     theta, X, Y = _validate(output_map, theta, X, Y)
     D = np.asarray(jacobian(output_map, theta, X))
@@ -477,7 +510,7 @@ def nullity_gap(eigenvalues, d: int) -> tuple[float, float]:
     K = lam.size
     if not (isinstance(d, (int, np.integer)) and 0 <= d <= K):
         raise ValueError(f"`d` must be an integer in 0..{K}; got {d!r}.")
-    eps_K = K * float(np.finfo(np.float64).eps) * lam[-1]
+    eps_K = K * EPS * lam[-1]
     zero = lam[d - 1] / eps_K if d > 0 else 0.0
     gap = eps_K / lam[d] if d < K else 0.0
     return float(zero), float(gap)
@@ -542,9 +575,9 @@ def perturbation_rule_tests(output_map, thetas, X, Y) -> RuleTest:
     thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
     _, X, Y = _validate(output_map, jnp.asarray(thetas[0]), X, Y)
     Hs, Ds, gs = (np.asarray(a) for a in _jit_batched_second_order(output_map, jnp.asarray(thetas), X, Y))
-    eps = float(np.finfo(np.float64).eps)
+    eps = EPS
     out = {f: [] for f in RuleTest._fields}
-    for H, D, g in zip(Hs, Ds, gs):
+    for H, D, g in zip(Hs, Ds, gs, strict=True):
         H = 0.5 * (H + H.T)
         cols = independent_columns(D, numerical_rank(jnp.asarray(D)))
         lam = np.linalg.eigvalsh(H)
@@ -579,17 +612,15 @@ def random_xor_saddles(key, hidden: int, n: int) -> np.ndarray:
     Returns:
         θ's, shape `(n, 4·hidden + 1)`.
     """
-    from ..network import init_params
+    from ..network import flatten_params, init_params, unflatten_params
 
-    if not (isinstance(hidden, (int, np.integer)) and hidden >= 1):
-        raise ValueError(f"`hidden` must be a positive integer; got {hidden!r}.")
-    if not (isinstance(n, (int, np.integer)) and n >= 1):
-        raise ValueError(f"`n` must be a positive integer; got {n!r}.")
-    h = int(hidden)
-    th = np.asarray(jax.vmap(lambda k: init_params(k, (2, h, 1)))(jax.random.split(key, int(n))))
-    b1, W2 = th[:, 2 * h:3 * h], th[:, 3 * h:4 * h]
+    widths = (2, positive_int(hidden, "hidden"), 1)
+    draws = jax.vmap(lambda k: init_params(k, widths))(jax.random.split(key, positive_int(n, "n")))
+    (W1, b1), (W2, _) = jax.vmap(lambda t: unflatten_params(t, widths))(draws)
+    b1, W2 = np.asarray(b1), np.asarray(W2)[:, 0, :]
     b2 = -np.einsum("ph,ph->p", W2, np.tanh(b1))
-    return np.concatenate([np.zeros((int(n), 2 * h)), b1, W2, b2[:, None]], axis=1)
+    layers = [(np.zeros(W1.shape), b1), (W2[:, None, :], b2[:, None])]
+    return np.asarray(jax.vmap(lambda l: flatten_params(l, widths))(layers))
 
 
 # ---------------------------------------------------------------------------------------
@@ -636,21 +667,23 @@ def projected_flow_check(output_map, thetas, X, Y) -> ProjectedFlowCheck:
         Theorem 4.1, (4.5)–(4.7).
     """
     from ..flows import least_squares_direction
-    from ..linalg import default_rank_rtol
 
     thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
     _, X, Y = _validate(output_map, jnp.asarray(thetas[0]), X, Y)
     xs, Ds = _jit_outputs_and_jacobians(output_map, jnp.asarray(thetas), X)
     gs = jax.vmap(lambda x: grad_x_cost(x, Y))(xs)
     xdots = np.asarray(jax.vmap(lambda D, g: D @ least_squares_direction(D, g))(Ds, gs))
-    eps = float(np.finfo(np.float64).eps)
+    eps = EPS
     svs, ranks, res, bnd, pg, gn = [], [], [], [], [], []
-    for D, g, xdot in zip(np.asarray(Ds), np.asarray(gs), xdots):
+    for D, g, xdot in zip(np.asarray(Ds), np.asarray(gs), xdots, strict=True):
         U, s, _ = np.linalg.svd(D, full_matrices=False)
         r = int(np.sum(s > default_rank_rtol(D.shape) * s[0]))
         Pg = U[:, :r] @ (U[:, :r].T @ g)
         npg, ng = float(np.linalg.norm(Pg)), float(np.linalg.norm(g))
-        svs.append(s); ranks.append(r); pg.append(npg); gn.append(ng)
+        svs.append(s)
+        ranks.append(r)
+        pg.append(npg)
+        gn.append(ng)
         res.append(float(np.linalg.norm(xdot + Pg)) / npg)
         bnd.append(max(D.shape) * eps * (s[0] / s[r - 1]) * ng / npg)
     return ProjectedFlowCheck(sv=np.asarray(svs), rank=np.asarray(ranks), residual=np.asarray(res),
@@ -681,12 +714,13 @@ def one_hidden_layer_output_rounding(widths, theta, X) -> float:
     widths = tuple(int(w) for w in widths)
     if len(widths) != 3 or widths[2] != 1:
         raise ValueError(f"`widths` must be (M, h, 1) for one hidden layer and one output; got {widths}.")
+    from ..network import unflatten_params
+
     M, h, _ = widths
-    th = np.asarray(theta, dtype=np.float64)
     Xa = np.asarray(X, dtype=np.float64)
-    W1 = th[:M * h].reshape(h, M)
-    b1, W2, b2 = th[M * h:M * h + h], th[M * h + h:M * h + 2 * h], th[-1]
-    eps = float(np.finfo(np.float64).eps)
+    (W1, b1), (W2, b2) = unflatten_params(np.asarray(theta, dtype=np.float64), widths)
+    W2, b2 = W2[0], b2[0]
+    eps = EPS
     Z = np.max(np.abs(Xa) @ np.abs(W1).T + np.abs(b1)[None, :])
     w2 = float(np.sum(np.abs(W2)))
     return float((h + 1) * eps * (w2 + abs(b2)) + w2 * (2 * eps + (M + 1) * eps * Z))
@@ -705,8 +739,6 @@ def projected_gradient_norm(output_map, theta, X, Y) -> float:
     Returns:
         A float ≥ 0.
     """
-    from ..linalg import default_rank_rtol
-
     theta, X, Y = _validate(output_map, theta, X, Y)
     x, D = outputs_and_jacobian(output_map, theta, X)
     U, s, _ = np.linalg.svd(np.asarray(D), full_matrices=False)

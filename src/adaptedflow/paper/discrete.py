@@ -1,7 +1,23 @@
-r"""The discrete adapted descent analysed: closed forms of the rate, the Taylor defect of one step,
-the rate bound over a run, the fixed Gauss–Newton counterexample and the optimiser race (chapter 10).
+r"""Adapted descent (the explicit Euler scheme of (1.30)) analysed, as chapter 10 does.
 
-The algorithm itself is `adaptedflow.descent`.
+The algorithm is `adaptedflow.descent`; this module asks what survives of the continuous
+rate (2.6) and stopping time (2.18) in discrete time, and how the scheme fares against
+gradient descent and Adam.  Its sections:
+
+* *closed forms*: the linearised factor 1 − h/N, the rate C_k = (1 − h/N)^{2k}C_0, the
+  step count k_*(ε), the damped per-mode factors, the stopping margin;
+* *the Taylor analysis of one step*: the O(h²) defect measured and predicted by
+  forward-mode AD (`step_defect`, `taylor_coefficients`);
+* *the rate over a run*: the bound the one-step defects imply (`rate_bound`), the
+  small-step runs, the stopping rule on the output-linearised model and on the network,
+  the rank of D along the runs;
+* *damping*: the damped contraction against its linearised band;
+* *the race*: the Wine data, the fixed Gauss–Newton counterexample, the tuning of the
+  baselines, the untimed runs, the summary of their (separately measured) timings, and
+  the comparison over random splits.
+
+No wall clock is read here: the race's timings come from
+`adaptedflow.book.bench.interleaved_run_seconds` and enter `race_summary` as an argument.
 """
 
 from __future__ import annotations
@@ -17,17 +33,15 @@ import numpy as np
 from ..cost import outputs_and_jacobian
 from ..descent import DescentRun, check_damping, check_step, damped_adapted_direction, descent
 from ..flows import adapted_direction
+from ..network import identity_map, init_params, mlp
+from ..numerics import EPS, safe_divide
 from ..validation import as_float64, positive_int, require_shape, validate_data
 
+#: Relative rounding unit of float64, u = 2⁻⁵³ (half the machine epsilon).
+_U = EPS / 2
 
-def _directional_derivatives(output_map, theta, X, v):
-    """x'[v], x''[v, v], x'''[v, v, v] by nested forward-mode AD (no finite differences)."""
-    f = lambda t: output_map(t, X)
-    d1 = lambda t: jax.jvp(f, (t,), (v,))[1]
-    d2 = lambda t: jax.jvp(d1, (t,), (v,))[1]
-    d3 = lambda t: jax.jvp(d2, (t,), (v,))[1]
-    return d1(theta), d2(theta), d3(theta)
 
+# --------------------------------------------------------------------------- closed forms of the discrete rate
 
 def discrete_factor(h: float, N: int) -> float:
     r"""The linearised output contraction 1 − h/N of adapted descent (Euler on (1.11)).
@@ -128,6 +142,17 @@ def first_step_below(costs, eps: float) -> int:
     return int(hit[0]) if hit.size else -1
 
 
+# --------------------------------------------------------------------------- the Taylor analysis of one step
+
+def _directional_derivatives(output_map, theta, X, v):
+    """x'[v], x''[v, v], x'''[v, v, v] by nested forward-mode AD (no finite differences)."""
+    f = lambda t: output_map(t, X)
+    d1 = lambda t: jax.jvp(f, (t,), (v,))[1]
+    d2 = lambda t: jax.jvp(d1, (t,), (v,))[1]
+    d3 = lambda t: jax.jvp(d2, (t,), (v,))[1]
+    return d1(theta), d2(theta), d3(theta)
+
+
 class StepDefect(NamedTuple):
     r"""The departure of one adapted-descent step from its linearisation, relative to |x_k − y_ω|.
 
@@ -138,12 +163,24 @@ class StepDefect(NamedTuple):
         third: h³·|(1/6) x'''[v, v, v]| / |x_k − y_ω|, the next Taylor term, shape `(H,)`.
         solve_residual: |x'[v] + ∇_x C| / |∇_x C|, how well D v = −∇_x C (1.31) is solved
             (≈ eps·κ(D)²); NaN for the damped direction, where D v ≠ −∇_x C by design.
+        steps: the steps h, shape `(H,)`.
     """
 
     measured: np.ndarray
     second: np.ndarray
     third: np.ndarray
     solve_residual: float
+    steps: np.ndarray
+
+    @property
+    def order(self) -> float:
+        r"""The fitted slope of log δ(h) against log h: 2 when the defect is second order."""
+        return float(np.polyfit(np.log(self.steps), np.log(self.measured), 1)[0])
+
+    @property
+    def taylor_ratio(self) -> float:
+        r"""max_h |δ(h) − h²A2| / (h³A3): at most 1 + O(h) when the next Taylor term accounts for the rest."""
+        return float(np.max(np.abs(self.measured - self.second) / self.third))
 
 
 def step_defect(output_map, theta, X, Y, hs, *, damping: float | None = None) -> StepDefect:
@@ -180,32 +217,30 @@ def step_defect(output_map, theta, X, Y, hs, *, damping: float | None = None) ->
     measured = np.array([float(jnp.linalg.norm(output_map(theta + h * v, X) - lin(h))) for h in hs]) / nr
     a2 = float(jnp.linalg.norm(0.5 * d2)) / nr
     a3 = float(jnp.linalg.norm(d3 / 6.0)) / nr
-    res = float(jnp.linalg.norm(d1 + g) / jnp.linalg.norm(g)) if damping is None else float("nan")
-    return StepDefect(measured=measured, second=hs ** 2 * a2, third=hs ** 3 * a3, solve_residual=res)
+    res = float(safe_divide(jnp.linalg.norm(d1 + g), jnp.linalg.norm(g))) if damping is None else float("nan")
+    return StepDefect(measured=measured, second=hs ** 2 * a2, third=hs ** 3 * a3, solve_residual=res, steps=hs)
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_taylor(output_map):
-    # one compilation for both: at λ = 0 the damped solve is the undamped one (same Gram matrix)
-    def one(theta, X, Y, lam, h):
-        x, D = outputs_and_jacobian(output_map, theta, X)
-        r = x - Y.reshape(-1)
-        g = r / Y.shape[0]
-        v = damped_adapted_direction(D, g, lam)
-        _, d2, d3 = _directional_derivatives(output_map, theta, X, v)
-        nr = jnp.linalg.norm(r)
-        s = jnp.linalg.svd(D, compute_uv=False)
-        res = jnp.linalg.norm(D @ v + g) / jnp.linalg.norm(g)
-        # the second-order prediction of |x_{k+1} − y_ω|/|x_k − y_ω| for the undamped step h
-        pred = jnp.linalg.norm((1.0 - h / Y.shape[0]) * r + h**2 * 0.5 * d2) / nr
-        return (jnp.linalg.norm(0.5 * d2) / nr, jnp.linalg.norm(d3 / 6.0) / nr, s[-1], s[0], res,
-                jnp.linalg.norm(x) / nr, pred)
+def _taylor_terms(output_map, theta, X, Y, lam, h):
+    """At one θ_k: A2, A3, σ_min, σ_max, the solve residual, |x_k|/|x_k − y_ω| and P_k (see `rate_bound`)."""
+    x, D = outputs_and_jacobian(output_map, theta, X)
+    r = x - Y.reshape(-1)
+    g = r / Y.shape[0]
+    v = damped_adapted_direction(D, g, lam)      # at λ = 0 the undamped direction (same Gram matrix)
+    _, d2, d3 = _directional_derivatives(output_map, theta, X, v)
+    nr = jnp.linalg.norm(r)
+    s = jnp.linalg.svd(D, compute_uv=False)
+    res = safe_divide(jnp.linalg.norm(D @ v + g), jnp.linalg.norm(g))    # 0 at ∇_x C = 0: nothing to solve
+    # the second-order prediction of |x_{k+1} − y_ω|/|x_k − y_ω| for the undamped step h
+    pred = jnp.linalg.norm((1.0 - h / Y.shape[0]) * r + h**2 * 0.5 * d2) / nr
+    return (jnp.linalg.norm(0.5 * d2) / nr, jnp.linalg.norm(d3 / 6.0) / nr, s[-1], s[0], res,
+            jnp.linalg.norm(x) / nr, pred)
 
-    @jax.jit
-    def along(thetas, X, Y, lam, h):
-        return jax.lax.map(lambda t: one(t, X, Y, lam, h), thetas)
 
-    return along
+@functools.partial(jax.jit, static_argnums=0)
+def _taylor_along(output_map, thetas, X, Y, lam, h):
+    """`_taylor_terms` at every row of `thetas`: compiled once per output map and shapes (λ, h are traced)."""
+    return jax.lax.map(lambda t: _taylor_terms(output_map, t, X, Y, lam, h), thetas)
 
 
 def taylor_coefficients(output_map, thetas, X, Y, *, damping: float | None = None):
@@ -230,13 +265,11 @@ def taylor_coefficients(output_map, thetas, X, Y, *, damping: float | None = Non
     thetas = as_float64(thetas, "thetas")
     require_shape(thetas, (None, None), "thetas", "Pass θ_k as rows; use `theta[None]` for one point.")
     damping = check_damping(damping)
-    out = _compiled_taylor(output_map)(thetas, X, Y, jnp.float64(damping or 0.0), jnp.float64(0.0))
+    out = _taylor_along(output_map, thetas, X, Y, jnp.float64(damping or 0.0), jnp.float64(0.0))
     return tuple(np.asarray(o) for o in out[:4])
 
 
-#: Relative rounding unit of float64 (half the machine epsilon).
-_U = float(np.finfo(np.float64).eps) / 2
-
+# --------------------------------------------------------------------------- the rate over a run
 
 def rate_deviation(costs, h: float, N: int) -> np.ndarray:
     r"""|C_k / ((1 − h/N)^{2k} C_0) − 1|, k = 0..n: how far a run is from the discrete rate.
@@ -329,8 +362,8 @@ def rate_bound(output_map, thetas, X, Y, h: float, *, n_forward: int) -> RateBou
     N, QN = X.shape[0], Y.size
     h = check_step(h, N)
     n_forward = positive_int(n_forward, "n_forward")
-    A2, A3, smin, smax, res, xrel, pred = (np.asarray(o) for o in _compiled_taylor(output_map)(
-        thetas, X, Y, jnp.float64(0.0), jnp.float64(h)))
+    A2, A3, smin, smax, res, xrel, pred = (np.asarray(o) for o in _taylor_along(
+        output_map, thetas, X, Y, jnp.float64(0.0), jnp.float64(h)))
     q = abs(1.0 - h / N)
     e = (h**2 * A2[:-1] + 2 * h**3 * A3[:-1] + (h / N) * res[:-1]) / q
     if np.any(e >= 1):
@@ -392,6 +425,168 @@ def stopping_margin(log_width: float, h: float, N: int) -> int:
     return int(math.ceil(log_width / (-2.0 * math.log(abs(q))))) + 1
 
 
+class SmallStepRun(NamedTuple):
+    r"""One undamped run of adapted descent with a small step h, set against the rate and its bounds.
+
+    Attributes:
+        run: the `DescentRun`, n steps.
+        deviation: |C_k/((1 − h/N)^{2k}C_0) − 1| (`rate_deviation`), shape `(n + 1,)`.
+        bound: the `RateBound` of the run (what its one-step defects allow).
+        second_order: |C_k/(C_0 Π_{j<k} P_j²) − 1| (`second_order_deviation`), shape `(n + 1,)`.
+    """
+
+    run: DescentRun
+    deviation: np.ndarray
+    bound: RateBound
+    second_order: np.ndarray
+
+    @property
+    def bound_ratio(self) -> float:
+        r"""max_{k ≥ 1} deviation_k / (B_k + (1 + B_k)R_k): the share of the Taylor bound the run uses (≤ 1)."""
+        return float(np.max(self.deviation[1:] / self.bound.total[1:]))
+
+    @property
+    def second_order_ratio(self) -> float:
+        r"""max_{k ≥ 1} second_order_k / (T_k + (1 + T_k)R_k): ≤ 1 when the third-order terms account for the rest."""
+        return float(np.max(self.second_order[1:] / self.bound.third[1:]))
+
+
+def small_step_runs(output_map, theta0, X, Y, fracs, *, n_steps: int, n_forward: int) -> dict:
+    r"""Undamped runs at the small steps h = f·N, each with its deviation from the rate and its bounds.
+
+    For each f of `fracs`: `descent("adapted", …)` for `n_steps` steps at h = f·N, the
+    deviation from C_k = (1 − h/N)^{2k}C_0 (`rate_deviation`), the bound the one-step
+    defects imply (`rate_bound`, with Taylor coefficients along the orbit) and the deviation
+    from the step-by-step second-order prediction (`second_order_deviation`).
+
+    Args:
+        output_map: `output_map(theta, X) -> x`.
+        theta0: θ_0, shape `(K,)`.
+        X: inputs, shape `(N, M)`.  Y: targets, shape `(N, Q)`.
+        fracs: the h/N, each with e_k < 1 along its run (else `rate_bound` raises).
+        n_steps: steps per run, ≥ 1.  n_forward: n_F of `rate_bound`.
+
+    Returns:
+        f → `SmallStepRun`, in the order of `fracs`.
+    """
+    N = int(np.shape(X)[0])
+    out = {}
+    for f in fracs:
+        h = f * N
+        run = descent("adapted", output_map, theta0, X, Y, step=h, n_steps=n_steps, repeats=1)
+        rb = rate_bound(output_map, run.thetas, X, Y, h, n_forward=n_forward)
+        out[f] = SmallStepRun(run=run, deviation=rate_deviation(run.costs, h, N), bound=rb,
+                              second_order=second_order_deviation(run.costs, rb.predicted))
+    return out
+
+
+class StoppingTable(NamedTuple):
+    r"""Measured first steps with C_k ≤ ε against k_*(ε) (`stopping_steps`).
+
+    Attributes:
+        rows: `linearised_stopping`: one `(f, k_* per ε, measured per ε)` per h/N;
+            `network_stopping`: one `(f, ε/C_0, k_*, measured, margin)` per (h, ε) reached.
+        worst: max |measured − k_*| (linearised) or max |measured − k_*|/margin (network;
+            ∞ where a target within the run was never reached).
+    """
+
+    rows: list
+    worst: float
+
+
+def linearised_stopping(x0, X, Y, C0: float, eps, fracs) -> StoppingTable:
+    r"""The stopping rule (2.18) in discrete time on the output-linearised model, where the rate is exact.
+
+    Runs adapted descent on `identity_map` (K = QN, D = 1) from θ_0 = `x0` at h = f·N for
+    each f of `fracs`, all for one number of steps (the largest k_* plus 2, so one compiled
+    length), and compares the first step with C_k ≤ ε with k_*(ε) for each ε of `eps`.
+    They agree to within one step (a cost landing on ε to rounding).
+
+    Args:
+        x0: outputs x[θ_0] of the network, shape `(QN,)`: the identity model's θ_0.
+        X: inputs, shape `(N, M)`.  Y: targets, shape `(N, Q)`.
+        C0: the initial cost C[x0], > 0.
+        eps: targets ε, shape `(E,)`, 0 < ε < C0.
+        fracs: the h/N, each in (0, 2).
+
+    Returns:
+        A `StoppingTable`; `worst` is an int.
+    """
+    N = int(np.shape(X)[0])
+    n_lin = max(stopping_steps(C0, e, f * N, N) for e in eps for f in fracs) + 2   # one compiled length
+    err, rows = 0, []
+    for f in fracs:
+        h = f * N
+        lin = descent("adapted", identity_map, x0, X, Y, step=h, n_steps=n_lin, repeats=1)
+        meas = [first_step_below(lin.costs, e) for e in eps]
+        pred = [stopping_steps(C0, e, h, N) for e in eps]
+        err = max(err, max(abs(a - b) for a, b in zip(meas, pred, strict=True)))
+        rows.append((f, pred, meas))
+    return StoppingTable(rows=rows, worst=err)
+
+
+def network_stopping(runs: dict, N: int, C0: float, eps) -> StoppingTable:
+    r"""The stopping rule on the network: measured first steps against k_*(ε), in units of the margin.
+
+    For each run of `small_step_runs` (h = f·N) the margin is `stopping_margin` of the
+    largest log-width L of its `RateBound`; each ε with k_*(ε) within the run is compared.
+
+    Args:
+        runs: f → `SmallStepRun` (`small_step_runs`).
+        N: number of training inputs.  C0: the initial cost.  eps: targets ε, shape `(E,)`.
+
+    Returns:
+        A `StoppingTable`; `worst` ≤ 1 when every count is within its margin.
+    """
+    rows, ratio = [], 0.0
+    for f, s in runs.items():
+        h = f * N
+        margin = stopping_margin(float(s.bound.log_width.max()), h, N)
+        for e in eps:
+            kp = stopping_steps(C0, e, h, N)
+            if kp > len(s.run.costs) - 1:
+                continue
+            km = first_step_below(s.run.costs, e)
+            rows.append((f, e / C0, kp, km, margin))
+            ratio = max(ratio, abs(km - kp) / margin if km >= 0 else np.inf)
+    return StoppingTable(rows=rows, worst=ratio)
+
+
+class RankDecay(NamedTuple):
+    r"""How σ_min(D)/σ_max(D) falls along a run.
+
+    Attributes:
+        ratio: σ_min/σ_max of D[θ_k], shape `(n,)`.
+        exponent: the fitted p of σ_min/σ_max ∝ |x_k − y_ω|^p = (2NC_k)^{p/2}, over the
+            steps with C_k ≥ 1e-14·C_0.
+        n_singular: the steps where D Dᵀ is singular to working precision,
+            (σ_min/σ_max)² < QN·eps (the Gram solve falls back to an eigendecomposition).
+    """
+
+    ratio: np.ndarray
+    exponent: float
+    n_singular: int
+
+
+def rank_decay(run: SmallStepRun, C0: float, QN: int) -> RankDecay:
+    r"""σ_min/σ_max of D along a run of `small_step_runs`, its decay against the residual, and the singular steps.
+
+    Args:
+        run: a `SmallStepRun`.  C0: the initial cost.  QN: the number of outputs.
+
+    Returns:
+        A `RankDecay`.
+    """
+    c = run.run.costs[:-1]
+    keep = c >= 1e-14 * C0
+    ratio = run.bound.sigma_min / run.bound.sigma_max
+    expo = float(np.polyfit(0.5 * np.log(c[keep]), np.log(ratio[keep]), 1)[0])
+    return RankDecay(ratio=ratio, exponent=expo, n_singular=int(np.sum(ratio**2 < QN * EPS)))
+
+
+# --------------------------------------------------------------------------- damping
+
+
 def damped_band_excess(output_map, run: DescentRun, X, Y, *, floor: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
     r"""How far each damped step's contraction leaves its linearised band, in units of its defect.
 
@@ -415,16 +610,93 @@ def damped_band_excess(output_map, run: DescentRun, X, Y, *, floor: float = 1e-1
     N = X.shape[0]
     lam = 0.0 if run.damping is None else float(run.damping)
     f = run.step / N
-    A2, A3, smin, smax, _, xrel, _ = (np.asarray(o) for o in _compiled_taylor(output_map)(
-        jnp.asarray(run.thetas[:-1]), X, Y, jnp.float64(lam), jnp.float64(run.step)))
+    A2, A3, smin, smax, _, xrel, _ = (np.asarray(o) for o in _taylor_along(
+        output_map, jnp.asarray(run.thetas[:-1]), X, Y, jnp.float64(lam), jnp.float64(run.step)))
     per_step = run.step**2 * A2 + 2 * run.step**3 * A3
     rho = np.sqrt(run.costs[1:] / run.costs[:-1])
     lo = 1 - f * smax**2 / (smax**2 + lam)
     hi = 1 - f * smin**2 / (smin**2 + lam)
-    rounding = 10 * np.finfo(float).eps * xrel
+    rounding = 10 * EPS * xrel
     excess = np.maximum(0, np.maximum(rho - hi, lo - rho)) / (per_step + rounding)
     ok = run.costs[:-1] >= floor * run.costs[0]
     return excess[ok], np.stack([lo, hi], axis=1)
+
+
+class DampedRun(NamedTuple):
+    r"""One run of damped adapted descent and its per-step contraction.
+
+    Attributes:
+        damping: λ (0 for the undamped run).
+        run: the `DescentRun`, n steps.
+        rho: ρ_k = (C_{k+1}/C_k)^{1/2}, shape `(n,)`.
+        band: the linearised band of ρ_k at each step (`damped_band_excess`), shape `(n, 2)`.
+        late_rho: the last ρ_k with C_k ≥ floor·C_0.
+    """
+
+    damping: float
+    run: DescentRun
+    rho: np.ndarray
+    band: np.ndarray
+    late_rho: float
+
+
+class DampedStudy(NamedTuple):
+    r"""Damped adapted descent at several λ: its one-step defect and its contraction against the band.
+
+    Attributes:
+        runs: λ/σ_min(D[θ_0])² → `DampedRun`, the undamped run (0.0) first.
+        taylor_ratio: max over λ > 0 of `StepDefect.taylor_ratio` of the damped direction at θ_0.
+        n_inside: steps with ρ_k inside the band.  n_widened: inside the band widened by the
+            defect bound.  n_steps: steps counted (C_k ≥ floor·C_0), over all runs.
+        worst_excess: the largest excess over the band, in units of the defect bound.
+    """
+
+    runs: dict
+    taylor_ratio: float
+    n_inside: int
+    n_widened: int
+    n_steps: int
+    worst_excess: float
+
+
+def damped_study(output_map, theta0, X, Y, fracs, *, sigma_min: float, h: float, n_steps: int, defect_steps,
+                 floor: float = 1e-12) -> DampedStudy:
+    r"""Runs of adapted descent at λ = c·σ_min², c in (0, *`fracs`), against the damped band.
+
+    For each c > 0 the one-step defect of the damped direction at θ_0 (`step_defect` at
+    the steps `defect_steps`); for every c a run of `n_steps` steps at `h`, with ρ_k and
+    its band (`damped_band_excess`).
+
+    Args:
+        output_map: `output_map(theta, X) -> x`.  theta0: θ_0, shape `(K,)`.
+        X: inputs, shape `(N, M)`.  Y: targets, shape `(N, Q)`.
+        fracs: the c = λ/σ_min², each > 0.
+        sigma_min: σ_min(D[θ_0]).  h: the step of the runs, 0 < h < 2N.
+        n_steps: steps per run.  defect_steps: the steps of the one-step check, shape `(H,)`.
+        floor: steps with C_k < floor·C_0 are not counted.
+
+    Returns:
+        A `DampedStudy`.
+    """
+    runs, ratio, n_in, n_widened, n_band, worst = {}, 0.0, 0, 0, 0, 0.0
+    for c in [0.0, *fracs]:
+        lam = c * sigma_min ** 2
+        if c:
+            ratio = max(ratio, step_defect(output_map, theta0, X, Y, defect_steps, damping=lam).taylor_ratio)
+        run = descent("adapted", output_map, theta0, X, Y, step=h, n_steps=n_steps, damping=lam if c else None,
+                      repeats=1)
+        excess, band = damped_band_excess(output_map, run, X, Y, floor=floor)
+        n_in, n_widened, n_band = n_in + int(np.sum(excess == 0)), n_widened + int(np.sum(excess <= 1)), \
+            n_band + excess.size
+        worst = max(worst, float(excess.max()))
+        rho = np.sqrt(run.costs[1:] / run.costs[:-1])
+        late = float(rho[run.costs[:-1] >= floor * run.costs[0]][-1])
+        runs[c] = DampedRun(damping=lam, run=run, rho=rho, band=band, late_rho=late)
+    return DampedStudy(runs=runs, taylor_ratio=ratio, n_inside=n_in, n_widened=n_widened, n_steps=n_band,
+                       worst_excess=worst)
+
+
+# --------------------------------------------------------------------------- the race: data, tuning, runs, summary
 
 
 class WineProblem(NamedTuple):
@@ -465,14 +737,13 @@ def wine_problem(seed: int, n_train: int, hidden=(16,), init_scale: float = 1.0)
     """
     from sklearn.datasets import load_wine
 
-    from ..network import init_params, mlp
-
-    if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or not 3 <= n_train < 178:
-        raise ValueError(f"`n_train` must be an integer in [3, 178); got {n_train!r}.")
+    n_train = positive_int(n_train, "n_train")
+    if not 3 <= n_train < 178:
+        raise ValueError(f"`n_train` must be in [3, 178): at least one wine per class, and a test set; got {n_train}.")
     wine = load_wine()
     rng = np.random.default_rng(int(seed))
-    train = np.concatenate([rng.permutation(np.flatnonzero(wine.target == c))[:round(n_train * np.mean(wine.target == c))]
-                            for c in range(3)])
+    share = [round(n_train * np.mean(wine.target == c)) for c in range(3)]
+    train = np.concatenate([rng.permutation(np.flatnonzero(wine.target == c))[:share[c]] for c in range(3)])
     test = np.setdiff1d(np.arange(len(wine.target)), train)
     mu, sd = wine.data[train].mean(0), wine.data[train].std(0)
     widths = (wine.data.shape[1], *tuple(int(w) for w in hidden), 3)
@@ -497,6 +768,37 @@ def gauss_newton_counterexample() -> WineProblem:
     return wine_problem(0, 60, (16,), 1.0)
 
 
+class GaussNewtonCheck(NamedTuple):
+    r"""Adapted descent at h = N on `gauss_newton_counterexample`.
+
+    Attributes:
+        problem: the `WineProblem`.  run: the `DescentRun` at h = N.
+        ratio: C_1/C_0, the cost after one minimum-norm Gauss–Newton step relative to C_0.
+        steps_to_target: the first k with C_k ≤ 10^{−d}C_0, −1 if not within the run.
+    """
+
+    problem: WineProblem
+    run: DescentRun
+    ratio: float
+    steps_to_target: int
+
+
+def gauss_newton_check(*, n_steps: int, target_decade: int) -> GaussNewtonCheck:
+    r"""Run `n_steps` adapted steps at h = N (k_*(ε) = 1 by the discrete rule) on the fixed counterexample.
+
+    Args:
+        n_steps: steps, ≥ 1.  target_decade: d of the target ε = 10^{−d}C_0.
+
+    Returns:
+        A `GaussNewtonCheck`; its `ratio` ≈ 1.41 > 1 (float64 on CPU).
+    """
+    gn = gauss_newton_counterexample()
+    N = gn.X.shape[0]
+    run = descent("adapted", gn.net, gn.theta0, gn.X, gn.Y, step=float(N), n_steps=n_steps, repeats=1)
+    return GaussNewtonCheck(problem=gn, run=run, ratio=float(run.costs[1] / run.costs[0]),
+                            steps_to_target=first_step_below(run.costs, 10.0 ** -target_decade * run.costs[0]))
+
+
 def tune_learning_rate(method: str, output_map, theta0, X, Y, lrs, *, n_steps: int) -> tuple[float, np.ndarray]:
     r"""The learning rate of `lrs` with the lowest training cost after `n_steps` steps of `method`.
 
@@ -518,6 +820,63 @@ def tune_learning_rate(method: str, output_map, theta0, X, Y, lrs, *, n_steps: i
                       for lr in lrs])
     final = np.where(np.isfinite(final), final, np.inf)
     return lrs[int(np.argmin(final))], final
+
+
+class TunedRate(NamedTuple):
+    r"""The tuned learning rate of one baseline.
+
+    Attributes:
+        lr: the rate of `grid` with the lowest final training cost.
+        grid: the rates tried.  final: their final costs (∞: diverged), shape `(len(grid),)`.
+    """
+
+    lr: float
+    grid: tuple
+    final: np.ndarray
+
+    @property
+    def at_edge(self) -> bool:
+        r"""Whether the tuned rate is the first or the last of its grid (the grid may be too narrow)."""
+        return self.lr in (self.grid[0], self.grid[-1])
+
+
+def tune_baselines(output_map, theta0, X, Y, grids: dict, *, n_steps: int) -> dict:
+    r"""`tune_learning_rate` for each baseline: method → its grid of learning rates.
+
+    Args:
+        output_map, theta0, X, Y: as for `descent`.
+        grids: e.g. ``{"gd": [...], "adam": [...]}``.  n_steps: steps per run.
+
+    Returns:
+        method → `TunedRate`, in the order of `grids`.
+    """
+    out = {}
+    for method, grid in grids.items():
+        lr, final = tune_learning_rate(method, output_map, theta0, X, Y, grid, n_steps=n_steps)
+        out[method] = TunedRate(lr=lr, grid=tuple(grid), final=final)
+    return out
+
+
+def race_specs(N: int, h_fracs, n_adapted: int, lrs: dict, n_baseline: int) -> dict:
+    r"""The runs of the race, by name: `descent` arguments (method, step, n_steps) of each.
+
+    Adapted descent at h = f·N for f in `h_fracs` (``"adapted h = fN"``), gradient descent
+    and Adam at their tuned rates `lrs` (``{"gd": η, "adam": η}``).
+    """
+    specs = {f"adapted h = {f:g}N": dict(method="adapted", step=f * N, n_steps=n_adapted) for f in h_fracs}
+    specs[f"gradient descent η = {lrs['gd']:g}"] = dict(method="gd", step=lrs["gd"], n_steps=n_baseline)
+    specs[f"Adam η = {lrs['adam']:g}"] = dict(method="adam", step=lrs["adam"], n_steps=n_baseline)
+    return specs
+
+
+def race_runs(specs: dict, output_map, theta0, X, Y, *, test=None) -> dict:
+    r"""Each run of `race_specs`, untimed (`descent` with one repeat), with test accuracies on `test`.
+
+    Returns:
+        name → `DescentRun`.
+    """
+    return {name: descent(**sp, output_map=output_map, theta0=theta0, X=X, Y=Y, test=test, repeats=1)
+            for name, sp in specs.items()}
 
 
 def censored_steps(costs, eps: float) -> tuple[int, bool]:
@@ -563,6 +922,52 @@ def split_comparison(seed: int, n_train: int, hidden, *, init_scale: float, h_fr
                 n_test=int(p.X_test.shape[0]), diverged=int(sum(not np.isfinite(r.costs[-1]) for r in base)))
 
 
+class SplitFrequencies(NamedTuple):
+    r"""The race repeated untimed on further random splits (`split_comparison` on each).
+
+    Attributes:
+        splits: the dicts of `split_comparison`, one per seed.
+        n_lost: splits where the best adapted run does not reach the target in fewer steps
+            than the better baseline.
+        gaps: best adapted − best baseline test accuracy per split, shape `(S,)`.
+        bands: `accuracy_difference_band` per split, shape `(S,)`.
+        n_better, n_worse: splits where the gap is above `band`, below −`band`.
+        n_reached_adapted, n_reached_baseline: splits where the family reaches the target.
+    """
+
+    splits: list
+    n_lost: int
+    gaps: np.ndarray
+    bands: np.ndarray
+    n_better: int
+    n_worse: int
+    n_reached_adapted: int
+    n_reached_baseline: int
+
+
+def split_frequencies(seeds, n_train: int, hidden, *, init_scale: float, h_fracs, n_adapted: int, lrs: dict,
+                      n_baseline: int, target_decade: int) -> SplitFrequencies:
+    r"""`split_comparison` on the split of each seed of `seeds`, and the counts the chapter's frequencies need.
+
+    Args:
+        seeds: one seed per split (of the data and of θ_0).
+        n_train, hidden, init_scale, h_fracs, n_adapted, lrs, n_baseline, target_decade:
+            as for `split_comparison`.
+
+    Returns:
+        A `SplitFrequencies`.
+    """
+    splits = [split_comparison(s, n_train, hidden, init_scale=init_scale, h_fracs=h_fracs, n_adapted=n_adapted,
+                               lrs=lrs, n_baseline=n_baseline, target_decade=target_decade) for s in seeds]
+    lost = [not (s["reached_adapted"] and s["k_adapted"] < s["k_baseline"]) for s in splits]
+    gaps = np.array([s["test_adapted"] - s["test_baseline"] for s in splits])
+    bands = np.array([accuracy_difference_band(s["test_adapted"], s["test_baseline"], s["n_test"]) for s in splits])
+    return SplitFrequencies(splits=splits, n_lost=sum(lost), gaps=gaps, bands=bands,
+                            n_better=int(np.sum(gaps > bands)), n_worse=int(np.sum(gaps < -bands)),
+                            n_reached_adapted=sum(s["reached_adapted"] for s in splits),
+                            n_reached_baseline=sum(s["reached_baseline"] for s in splits))
+
+
 def accuracy_difference_band(p1: float, p2: float, n_test: int) -> float:
     r"""Twice the standard error of a difference of two test accuracies on n_test inputs.
 
@@ -596,7 +1001,7 @@ def race_summary(runs: dict, seconds, C0: float, target_decades) -> dict:
         raise ValueError(f"`seconds` must have shape (len(runs), repeats) = ({len(runs)}, r); got {seconds.shape}.")
     targets = float(C0) * 10.0 ** -np.asarray(target_decades, dtype=float)
     table = {}
-    for row, ((name, r), secs) in enumerate(zip(runs.items(), seconds)):
+    for row, ((name, r), secs) in enumerate(zip(runs.items(), seconds, strict=True)):
         n = len(r.costs) - 1
         step_s = float(np.median(secs)) / n
         ks = [first_step_below(r.costs, e) for e in targets]
@@ -609,13 +1014,52 @@ def race_summary(runs: dict, seconds, C0: float, target_decades) -> dict:
     return table
 
 
+def race_names(table: dict) -> tuple[list[str], list[str]]:
+    r"""The names of a race's adapted runs (starting with "adapted") and of its baselines (the rest)."""
+    return [n for n in table if n.startswith("adapted")], [n for n in table if not n.startswith("adapted")]
+
+
 def best_adapted(table: dict) -> str:
     r"""The adapted run of a `race_summary` with the fewest steps to the tightest target (ties:
     the shorter time), its name."""
-    names = [n for n in table if n.startswith("adapted")]
+    names = race_names(table)[0]
     if not names:
         raise ValueError("`table` holds no adapted run (names starting with 'adapted').")
     return min(names, key=lambda n: (table[n]["censored"][-1], table[n]["censored_secs"][-1]))
+
+
+def step_cost_ratios(table: dict) -> np.ndarray:
+    r"""Per adapted run of a `race_summary`: its median time per step / the cheapest baseline's, shape `(A,)`."""
+    adapted, base = race_names(table)
+    if not adapted or not base:
+        raise ValueError("`table` needs adapted runs (names starting with 'adapted') and baselines.")
+    return np.array([table[a]["step"] / min(table[b]["step"] for b in base) for a in adapted])
+
+
+class TestGap(NamedTuple):
+    r"""The best test accuracies of the two families of a race, and whether their gap is beyond noise.
+
+    Attributes:
+        adapted, baseline: the names of the runs with the highest test accuracy.
+        gap: test accuracy of `adapted` − that of `baseline`.
+        band: `accuracy_difference_band` of the two (twice the standard error of the gap).
+    """
+
+    adapted: str
+    baseline: str
+    gap: float
+    band: float
+
+
+def best_test_gap(table: dict, n_test: int) -> TestGap:
+    r"""The best adapted and the best baseline test accuracy of a `race_summary`, their gap and its 2-s.e. band."""
+    adapted, base = race_names(table)
+    if not adapted or not base:
+        raise ValueError("`table` needs adapted runs (names starting with 'adapted') and baselines.")
+    at = max(adapted, key=lambda n: table[n]["test"])
+    bt = max(base, key=lambda n: table[n]["test"])
+    return TestGap(adapted=at, baseline=bt, gap=table[at]["test"] - table[bt]["test"],
+                   band=accuracy_difference_band(table[at]["test"], table[bt]["test"], n_test))
 
 
 def race_rows(table: dict, target_decades, n_test: int) -> list[tuple[str, str, str, str]]:
@@ -627,30 +1071,38 @@ def race_rows(table: dict, target_decades, n_test: int) -> list[tuple[str, str, 
     test accuracies differ only when the gap exceeds `accuracy_difference_band` (else
     "tie within 2 s.e.").
     """
-    ad = [n for n in table if n.startswith("adapted")]
-    base = [n for n in table if not n.startswith("adapted")]
+    ad, base = race_names(table)
     if not ad or not base:
         raise ValueError("`table` needs adapted runs (names starting with 'adapted') and baselines.")
-    lo = lambda names, key: min(names, key=key)
-    hi = lambda names, key: max(names, key=key)
+
+    def entry(n, key, i=None):
+        return table[n][key] if i is None else table[n][key][i]
+
+    def lo(names, key, i=None):
+        return min(names, key=lambda n: entry(n, key, i))
+
     rows = []
     for i, d in enumerate(target_decades):
-        show = lambda n: f"{table[n]['ks'][i]} ({n})" if table[n]["reached"][i] else f"> {table[n]['n']} ({n})"
-        a, b = (lo(ad, lambda n: table[n]["censored"][i]), lo(base, lambda n: table[n]["censored"][i]))
+        def show(n, i=i):
+            return f"{table[n]['ks'][i]} ({n})" if table[n]["reached"][i] else f"> {table[n]['n']} ({n})"
+
+        def ms(n, t, i=i):
+            return f"{'' if table[n]['reached'][i] else '≥ '}{1e3 * t:.1f} ({n})"
+
+        a, b = lo(ad, "censored", i), lo(base, "censored", i)
         ka, kb = table[a]["censored"][i], table[b]["censored"][i]
         rows.append((f"steps to C ≤ 1e-{d}·C_0", show(a), show(b),
                      "adapted" if ka < kb else ("baseline" if kb < ka else "tie")))
-        a, b = (lo(ad, lambda n: table[n]["censored_secs"][i]), lo(base, lambda n: table[n]["censored_secs"][i]))
+        a, b = lo(ad, "censored_secs", i), lo(base, "censored_secs", i)
         ta, tb = table[a]["censored_secs"][i], table[b]["censored_secs"][i]
-        ms = lambda n, t: f"{'' if table[n]['reached'][i] else '≥ '}{1e3 * t:.1f} ({n})"
         rows.append((f"ms to C ≤ 1e-{d}·C_0", ms(a, ta), ms(b, tb),
                      "adapted" if ta < tb and table[a]["reached"][i] else
                      ("baseline" if tb < ta and table[b]["reached"][i] else "—")))
-    a, b = lo(ad, lambda n: table[n]["step"]), lo(base, lambda n: table[n]["step"])
+    a, b = lo(ad, "step"), lo(base, "step")
     rows.append(("time per step (µs)", f"{1e6 * table[a]['step']:.0f} ({a})", f"{1e6 * table[b]['step']:.0f} ({b})",
                  "adapted" if table[a]["step"] < table[b]["step"] else "baseline"))
     for key, label in (("train", "train accuracy at the end"), ("test", "test accuracy at the end")):
-        a, b = hi(ad, lambda n: table[n][key]), hi(base, lambda n: table[n][key])
+        a, b = max(ad, key=lambda n, k=key: table[n][k]), max(base, key=lambda n, k=key: table[n][k])
         gap = table[a][key] - table[b][key]
         band = accuracy_difference_band(table[a][key], table[b][key], n_test) if key == "test" else 0.0
         rows.append((label, f"{table[a][key]:.3f} ({a})", f"{table[b][key]:.3f} ({b})",

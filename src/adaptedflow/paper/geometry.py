@@ -15,8 +15,9 @@ gap in the singular values that decides it.
 
 Sections are handled as `field(theta, c) -> (K,)`, linear in the coefficient vector
 `c ∈ R^{QN}`: `field(θ, c) = D[θ]ᵀ c` (a vector–Jacobian product), so X_a = field(·, e_a).
-The bracket kernels are jitted and cached per output map (and QN), so pass *stable*
-function objects (module-level functions or `adaptedflow.mlp(...)`), as for `integrate_flow`.
+The bracket kernels are `jax.jit` functions with the output map as a static argument
+(compiled once per output map, QN and depth), so pass *stable* function objects
+(module-level functions or `adaptedflow.mlp(...)`), as for `integrate_flow`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..cost import grad_x_cost, jacobian, outputs_and_jacobian
 from ..linalg import gram_solve
-from ..validation import as_float64, require_finite, require_shape
+from ..network import init_params, mlp, num_params
+from ..numerics import EPS, default_rank_rtol, safe_divide
+from ..problem import gaussian_clusters
+from ..validation import as_float64, positive_int, require_finite, require_shape
 
 VectorField = Callable[[jax.Array], jax.Array]
 
@@ -66,7 +71,8 @@ def _theta_and_X(output_map, theta, X):
     require_shape(X, (None, None), "X", "Use `X[None, :]` for one input.")
     x = jnp.asarray(output_map(theta, X))
     if x.ndim != 1:
-        raise ValueError(f"`output_map(theta, X)` must return the stacked outputs x of shape (QN,); got shape {x.shape}.")
+        raise ValueError("`output_map(theta, X)` must return the stacked outputs x of shape (QN,); "
+                         f"got shape {x.shape}.")
     return theta, X, int(x.shape[0])
 
 
@@ -141,7 +147,7 @@ def fibre_basis(D: jax.Array, rtol: float | None = None) -> jax.Array:
         B, shape `(K, r)` with r the numerical rank of D; Bᵀ B = 1_r.
     """
     D = _matrix(D)
-    rtol = max(D.shape) * float(jnp.finfo(jnp.float64).eps) if rtol is None else _check_rtol(rtol)
+    rtol = default_rank_rtol(D.shape) if rtol is None else _check_rtol(rtol)
     _, s, Vt = np.linalg.svd(np.asarray(D), full_matrices=False)
     r = int(np.sum(s > rtol * s[0])) if s.size and s[0] > 0 else 0
     return jnp.asarray(Vt[:r].T)
@@ -253,24 +259,19 @@ def section_brackets(output_map, theta: jax.Array, X: jax.Array, pairs=None) -> 
         raise ValueError(f"`pairs` must be an integer array (n_pairs, 2) with entries in [0, QN = {QN}); "
                          f"got shape {pairs.shape} with entries in [{pairs.min() if pairs.size else '-'}, "
                          f"{pairs.max() if pairs.size else '-'}]. Pass pairs (a, b) of output indices.")
-    return pairs, _compiled_brackets(output_map, QN)(theta, X, jnp.asarray(pairs))
+    return pairs, _pair_brackets(output_map, QN, theta, X, jnp.asarray(pairs))
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_brackets(output_map, QN: int):
-    """jit of the pair-vmapped brackets [X_a, X_b], compiled once per output map and QN."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _pair_brackets(output_map, QN: int, theta, X, pairs):
+    """The pair-vmapped brackets [X_a, X_b], compiled once per output map and QN."""
     eye = jnp.eye(QN)
+    field = section_field(output_map, X)
 
-    @jax.jit
-    def brackets(theta, X, pairs):
-        field = section_field(output_map, X)
+    def one(ab):
+        return lie_bracket(lambda t: field(t, eye[ab[0]]), lambda t: field(t, eye[ab[1]]), theta)
 
-        def one(ab):
-            return lie_bracket(lambda t: field(t, eye[ab[0]]), lambda t: field(t, eye[ab[1]]), theta)
-
-        return jax.vmap(one)(pairs)
-
-    return brackets
+    return jax.vmap(one)(pairs)
 
 
 def kernel_section(output_map, X: jax.Array, w: jax.Array) -> VectorField:
@@ -288,17 +289,11 @@ def kernel_section(output_map, X: jax.Array, w: jax.Array) -> VectorField:
         `Z(theta) -> (K,)`.
     """
     def Z(theta):
-        _, D = _jacobian(output_map, theta, X)
+        D = jacobian(output_map, theta, X)
         alpha = jnp.linalg.solve(D @ D.T, D @ w)
         return w - D.T @ alpha
 
     return Z
-
-
-def _jacobian(output_map, theta, X):
-    x, vjp = jax.vjp(lambda t: output_map(t, X), theta)
-    (D,) = jax.vmap(vjp)(jnp.eye(x.shape[0], dtype=x.dtype))
-    return x, D
 
 
 def kernel_brackets(output_map, theta: jax.Array, X: jax.Array, W: jax.Array) -> jax.Array:
@@ -317,21 +312,18 @@ def kernel_brackets(output_map, theta: jax.Array, X: jax.Array, W: jax.Array) ->
     theta, X, _ = _theta_and_X(output_map, theta, X)
     W = as_float64(W, "W")
     require_shape(W, (None, theta.shape[0]), "W", "Pass the vectors w_i of R^K as rows.")
-    return _compiled_kernel_brackets(output_map, W.shape[0])(theta, X, W)
+    return _kernel_pair_brackets(output_map, theta, X, W)
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_kernel_brackets(output_map, n: int):
-    pairs = jnp.asarray(_pairs(n))
+@functools.partial(jax.jit, static_argnums=0)
+def _kernel_pair_brackets(output_map, theta, X, W):
+    """All [Z_{w_i}, Z_{w_j}], i < j, compiled once per output map (and shape of `W`)."""
+    pairs = jnp.asarray(_pairs(W.shape[0]))
 
-    @jax.jit
-    def brackets(theta, X, W):
-        def one(ij):
-            return lie_bracket(kernel_section(output_map, X, W[ij[0]]), kernel_section(output_map, X, W[ij[1]]), theta)
+    def one(ij):
+        return lie_bracket(kernel_section(output_map, X, W[ij[0]]), kernel_section(output_map, X, W[ij[1]]), theta)
 
-        return jax.vmap(one)(pairs)
-
-    return brackets
+    return jax.vmap(one)(pairs)
 
 
 def normal_fraction(D: jax.Array, vectors: jax.Array, rtol: float | None = None) -> jax.Array:
@@ -354,7 +346,7 @@ def normal_fraction(D: jax.Array, vectors: jax.Array, rtol: float | None = None)
     B = fibre_basis(D, rtol)
     normal = vectors - (vectors @ B) @ B.T
     nv = jnp.linalg.norm(vectors, axis=1)
-    return jnp.where(nv > 0, jnp.linalg.norm(normal, axis=1) / jnp.where(nv > 0, nv, 1.0), 0.0)
+    return safe_divide(jnp.linalg.norm(normal, axis=1), nv)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,8 +370,8 @@ def spanned_rank(vectors: jax.Array, rtol: float = DEFAULT_BRACKET_RTOL) -> Span
     Rows of norm ≤ `rtol`·(largest row norm) count as zero and are left out (so that
     round-off brackets, e.g. of an affine model, are not blown up); the others are scaled
     to unit length (rank is unchanged; brackets of different order have different
-    magnitudes, and the cut-off should not depend on them).  The gap σ_r/σ_1 ≫ rtol ≫ σ_{r+1}/σ_1 is reported so the reader can
-    see that the rank does not hinge on `rtol`.
+    magnitudes, and the cut-off should not depend on them).  The gap
+    σ_r/σ_1 ≫ rtol ≫ σ_{r+1}/σ_1 is reported so the reader can see that the rank does not hinge on `rtol`.
 
     Args:
         vectors: shape `(n, K)`.
@@ -423,32 +415,27 @@ def bracket_family(output_map, theta: jax.Array, X: jax.Array, depth: int = 3) -
     if depth not in (1, 2, 3):
         raise ValueError(f"`depth` must be 1, 2 or 3; got {depth!r}.")
     theta, X, QN = _theta_and_X(output_map, theta, X)
-    return [np.asarray(v) for v in _compiled_family(output_map, QN, depth)(theta, X)]
+    return [np.asarray(v) for v in _bracket_levels(output_map, QN, depth, theta, X)]
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_family(output_map, QN: int, depth: int):
-    """jit of the levels of `bracket_family`, compiled once per output map, QN and depth."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _bracket_levels(output_map, QN: int, depth: int, theta, X):
+    """The levels of `bracket_family`, compiled once per output map, QN and depth."""
     eye = jnp.eye(QN)
     pairs = jnp.asarray(_pairs(QN))
     triples = jnp.asarray([(a, b, c) for a in range(QN) for (b, c) in _pairs(QN)], dtype=int).reshape(-1, 3)
+    field = section_field(output_map, X)
+    levels = [jax.vmap(lambda c: field(theta, c))(eye)]
+    if depth >= 2:
+        levels.append(jax.vmap(lambda ab: lie_bracket(lambda t: field(t, eye[ab[0]]),
+                                                      lambda t: field(t, eye[ab[1]]), theta))(pairs))
+    if depth >= 3:
+        def one(abc):
+            inner = lambda t: lie_bracket(lambda u: field(u, eye[abc[1]]), lambda u: field(u, eye[abc[2]]), t)
+            return lie_bracket(lambda t: field(t, eye[abc[0]]), inner, theta)
 
-    @jax.jit
-    def family(theta, X):
-        field = section_field(output_map, X)
-        levels = [jax.vmap(lambda c: field(theta, c))(eye)]
-        if depth >= 2:
-            levels.append(jax.vmap(lambda ab: lie_bracket(lambda t: field(t, eye[ab[0]]),
-                                                          lambda t: field(t, eye[ab[1]]), theta))(pairs))
-        if depth >= 3:
-            def one(abc):
-                inner = lambda t: lie_bracket(lambda u: field(u, eye[abc[1]]), lambda u: field(u, eye[abc[2]]), t)
-                return lie_bracket(lambda t: field(t, eye[abc[0]]), inner, theta)
-
-            levels.append(jax.vmap(one)(triples))
-        return levels
-
-    return family
+        levels.append(jax.vmap(one)(triples))
+    return levels
 
 
 def bracket_ranks(output_map, theta: jax.Array, X: jax.Array, depth: int = 3,
@@ -540,7 +527,8 @@ def bundle_gradient_errors(D: jax.Array, grad_x: jax.Array, V: jax.Array, W: jax
         lstsq=float(np.linalg.norm(u - np.asarray(pinv_solve(D, grad_x))) / un),
         form129=float(np.linalg.norm(u - Dp @ (Dp.T @ grad_theta)) / un),
         definition=float(np.linalg.norm(u - np.asarray(bundle_gradient_from_metric(D, grad_x))) / un),
-        metric=float(np.max(np.abs(h_uv - V @ grad_theta) / (np.linalg.norm(Dn @ u) * np.linalg.norm(V @ Dn.T, axis=1)))),
+        metric=float(np.max(np.abs(h_uv - V @ grad_theta)
+                            / (np.linalg.norm(Dn @ u) * np.linalg.norm(V @ Dn.T, axis=1)))),
         kernel=float(np.max(np.abs(W @ u) / (un * wn))),
         pythagoras=float(np.max(np.abs(excess - wn ** 2) / (un ** 2 + wn ** 2))),
     )
@@ -576,8 +564,7 @@ def free_lie_dims(n: int, depth: int = 3) -> list[int]:
     Returns:
         List of `depth` cumulative dimensions.
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"`n` must be a positive integer (the number of generators QN); got {n!r}.")
+    n = positive_int(n, "n")
     if depth not in (1, 2, 3):
         raise ValueError(f"`depth` must be 1, 2 or 3; got {depth!r}.")
     return [n, n + n * (n - 1) // 2, n + n * (n - 1) // 2 + (n ** 3 - n) // 3][:depth]
@@ -603,8 +590,7 @@ def kernel_bracket_defects(output_map, theta: jax.Array, X: jax.Array, W: jax.Ar
         `(defects, kappa)`: shape `(n(n − 1)/2,)`, and κ(D) = σ₁/σ_QN.
     """
     theta, X, _ = _theta_and_X(output_map, theta, X)
-    _, D = _jacobian(output_map, theta, X)
-    D = np.asarray(D)
+    D = np.asarray(jacobian(output_map, theta, X))
     Z = np.asarray(kernel_brackets(output_map, theta, X, W))
     sv = np.linalg.svd(D, compute_uv=False)
     return np.linalg.norm(Z @ D.T, axis=1) / (sv[0] * np.linalg.norm(Z, axis=1)), float(sv[0] / sv[-1])
@@ -612,7 +598,7 @@ def kernel_bracket_defects(output_map, theta: jax.Array, X: jax.Array, W: jax.Ar
 
 def kernel_bracket_tolerance(QN: int, K: int, kappa: float) -> float:
     r"""(3QN + K)·eps·κ(D)²: the first-order bound on `kernel_bracket_defects` (see there)."""
-    return (3 * QN + K) * float(np.finfo(np.float64).eps) * float(kappa) ** 2
+    return (3 * QN + K) * EPS * float(kappa) ** 2
 
 
 def max_normal_fraction(output_map, theta: jax.Array, X: jax.Array) -> tuple[float, float]:
@@ -642,7 +628,7 @@ def normal_fraction_tolerance(K: int, kappa: float) -> float:
     between the computed and the exact V_θ is then ≤ K·eps·κ(D) (Wedin's sin θ theorem),
     and the brackets themselves (two Jacobian–vector products) are exact to a few eps.
     """
-    return int(K) * float(np.finfo(np.float64).eps) * float(kappa)
+    return int(K) * EPS * float(kappa)
 
 
 class GeometryWitness(NamedTuple):
@@ -729,7 +715,6 @@ def velocity_normal_fractions(flow: str, output_map, thetas: jax.Array, X: jax.A
     Returns:
         Shape `(T,)`.
     """
-    from ..cost import grad_x_cost, outputs_and_jacobian
     from ..flows import direction
 
     if flow not in ("adapted", "standard"):
@@ -751,7 +736,7 @@ def velocity_normal_fractions(flow: str, output_map, thetas: jax.Array, X: jax.A
 
 
 #: First-order rounding bound of `velocity_normal_fractions` (11 unit round-offs).
-VELOCITY_NORMAL_TOLERANCE = 5.5 * float(np.finfo(np.float64).eps)
+VELOCITY_NORMAL_TOLERANCE = 5.5 * EPS
 
 
 def jacobi_defect(levels: list) -> float:
@@ -786,3 +771,270 @@ _NEAR_INTEGRABLE = _witness(
     (1, 2, 1), [[4.877000643924939], [4.326001219476669], [4.5396590584753955], [3.1036638603709794]],
     [0.2052013676492334, 3.1944459272688435, 0.3283158324344196, -0.0384836503914465, 0.19397697427606922,
      -0.018051417665223383, 0.4015168711287402])
+
+
+# ---------------------------------------------------------------------------------------------
+# the analyses of chapter 05 (one call each)
+
+#: The error columns of `bundle_gradient_errors` compared with K·eps·κ(D) in chapter 05.
+BUNDLE_GRADIENT_ERROR_KEYS = ("solves", "horizontal", "lstsq", "form129", "definition", "metric", "kernel",
+                              "pythagoras")
+
+
+class BundleGradientTrials(NamedTuple):
+    r"""`bundle_gradient_errors` at random θ, with each error divided by its tolerance.
+
+    Attributes:
+        rows: one dict of `bundle_gradient_errors` per θ.
+        tolerances: K·eps·κ(D) at each θ, shape `(n_theta,)` as a list.
+        ratios: for each key of `BUNDLE_GRADIENT_ERROR_KEYS`, the list of error/tolerance over θ;
+            for ``"pythagoras"`` the tolerance is K·eps·κ(D) + (4K + 6)·eps.
+    """
+
+    rows: list
+    tolerances: list
+    ratios: dict
+
+
+def bundle_gradient_trials(widths, X: jax.Array, Y: jax.Array, key, n_theta: int) -> BundleGradientTrials:
+    r"""Proposition 2.4 at `n_theta` random θ of the MLP `widths`: every characterisation of grad_V C.
+
+    At θ_i = `init_params`(fold_in(key, 100 + i)) it draws 8 vectors of V_θ and 8 of ker D
+    (from fold_in(key, 200 + i)), scales the kernel vectors to |w|/|u| = 10⁻³ … 10, and
+    calls `bundle_gradient_errors`; each error is divided by K·eps·κ(D) (Wedin's bound for
+    range Dᵀ), plus (4K + 6)·eps for the three squared norms of Pythagoras.
+
+    Args:
+        widths: `(M, M_1, …, Q)` of a tanh MLP.  X: inputs `(N, M)`.  Y: targets `(N, Q)`.
+        key: a `jax.random` key.  n_theta: number of random θ (≥ 1).
+
+    Returns:
+        A `BundleGradientTrials`.
+
+    References:
+        Proposition 2.4, (2.23)–(2.30).
+    """
+    n_theta = positive_int(n_theta, "n_theta")
+    widths = tuple(widths)
+    net, K = mlp(widths), num_params(widths)
+    rows = []
+    for i in range(n_theta):
+        theta = init_params(jax.random.fold_in(key, 100 + i), widths)
+        x, D = outputs_and_jacobian(net, theta, X)
+        g = grad_x_cost(x, Y)
+        P = np.asarray(horizontal_projector(D))
+        k_v, k_w = jax.random.split(jax.random.fold_in(key, 200 + i), 2)
+        V_rand = np.asarray(jax.random.normal(k_v, (8, K))) @ P                  # rows in V_θ
+        W_rand = np.asarray(jax.random.normal(k_w, (8, K))) @ (np.eye(K) - P)    # rows in ker D
+        u_norm = float(np.linalg.norm(bundle_gradient(D, g)))
+        W_rand *= (u_norm * np.logspace(-3, 1, 8) / np.linalg.norm(W_rand, axis=1))[:, None]
+        rows.append(bundle_gradient_errors(D, g, V_rand, W_rand))
+    tols = [K * EPS * r["kappa"] for r in rows]
+    ratios = {c: [r[c] / (t + (4 * K + 6) * EPS * (c == "pythagoras")) for r, t in zip(rows, tols, strict=True)]
+              for c in BUNDLE_GRADIENT_ERROR_KEYS}
+    return BundleGradientTrials(rows, tols, ratios)
+
+
+class FrobeniusControls(NamedTuple):
+    r"""The two integrable controls of the Frobenius test (2.31) (see `frobenius_controls`).
+
+    Attributes:
+        affine_max: max over θ and pairs of |[X_a, X_b]| for x = Aθ + 0.5.
+        affine_tol: 10·eps·|A|_F², one bracket's rounding.
+        tanh_fractions: every normal fraction |(1 − P)[X_a, X_b]|/|[X_a, X_b]| of x = tanh(Aθ).
+        tanh_ratios: per θ, the largest of them over K·eps·κ(D) (`normal_fraction_tolerance`).
+        tanh_min_norms: per θ, the smallest |[X_a, X_b]| (nonzero: the test sees normal parts,
+            not merely nonzero brackets).
+    """
+
+    affine_max: float
+    affine_tol: float
+    tanh_fractions: list
+    tanh_ratios: list
+    tanh_min_norms: list
+
+
+def frobenius_controls(key, n_theta: int) -> FrobeniusControls:
+    r"""Brackets of two models whose V is integrable: x = Aθ + 0.5 (D constant) and x = tanh(Aθ).
+
+    A = N(0, 1)/3 of shape (4, 9) from fold_in(key, 7) (QN = 4, K = 9); θ_i ~ N(0, 1_9) from
+    fold_in(key, 300 + i).  For the affine model every bracket vanishes; for tanh(Aθ),
+    V = range Aᵀ is constant, so brackets are nonzero but lie in V (2.31).
+
+    Args:
+        key: a `jax.random` key.  n_theta: number of random θ (≥ 1).
+
+    Returns:
+        A `FrobeniusControls`.
+    """
+    n_theta = positive_int(n_theta, "n_theta")
+    A = jnp.asarray(np.asarray(jax.random.normal(jax.random.fold_in(key, 7), (4, 9))) / 3.0)
+
+    def affine_model(theta, X):
+        return A @ theta + 0.5
+
+    def tanh_affine_model(theta, X):
+        return jnp.tanh(A @ theta)
+
+    X_none = jnp.zeros((1, 1))
+    thetas = [jax.random.normal(jax.random.fold_in(key, 300 + i), (9,)) for i in range(n_theta)]
+    aff = max(float(np.max(np.linalg.norm(bracket_family(affine_model, t, X_none, depth=2)[1], axis=1)))
+              for t in thetas)
+    fractions, ratios, norms = [], [], []
+    for t in thetas:
+        D, br = bracket_family(tanh_affine_model, t, X_none, depth=2)
+        f = np.asarray(normal_fraction(D, br))
+        sv = np.linalg.svd(np.asarray(D), compute_uv=False)
+        fractions += f.tolist()
+        ratios.append(float(f.max()) / normal_fraction_tolerance(9, sv[0] / sv[-1]))
+        norms.append(float(np.min(np.linalg.norm(br, axis=1))))
+    return FrobeniusControls(aff, 10 * EPS * float(np.linalg.norm(np.asarray(A))) ** 2, fractions, ratios, norms)
+
+
+def small_mlp_instance(key, spec, net_index: int, i: int):
+    r"""Random instance i of the small tanh MLP `spec` = [M, M_1, Q, N]: inputs and θ.
+
+    The key is fold_in(key, 10000·(net_index + 1) + i); the inputs come from
+    `gaussian_clusters` (its fold 0) and θ from `init_params` (its fold 1).
+
+    Args:
+        key: a `jax.random` key.  spec: `[M, M_1, Q, N]`.  net_index: the network's position in
+            the chapter's list.  i: the instance number.
+
+    Returns:
+        `(output_map, widths, X, theta)`: `mlp(widths)`, `(M, M_1, Q)`, shape `(N, M)`, shape `(K,)`.
+    """
+    m, h, q, n = spec
+    k = jax.random.fold_in(key, 10_000 * (net_index + 1) + i)
+    X, _, _ = gaussian_clusters(jax.random.fold_in(k, 0), n, m, q)
+    return mlp((m, h, q)), (m, h, q), X, init_params(jax.random.fold_in(k, 1), (m, h, q))
+
+
+class KernelBracketControl(NamedTuple):
+    r"""`kernel_bracket_defects` at random instances (see `kernel_bracket_control`).
+
+    Attributes:
+        defects: every |D[Z, Z']|/(|D||[Z, Z']|) over instances and pairs.
+        ratios: per instance, the largest defect over (3QN + K)·eps·κ(D)².
+        tolerances: per instance, (3QN + K)·eps·κ(D)² (`kernel_bracket_tolerance`).
+        widths: `(M, M_1, Q)` of the network.
+    """
+
+    defects: list
+    ratios: list
+    tolerances: list
+    widths: tuple
+
+
+def kernel_bracket_control(key, spec, net_index: int, n_theta: int) -> KernelBracketControl:
+    r"""The ker D control of the Frobenius test: brackets of Z_w = (1 − P)w stay in ker D (2.32).
+
+    At instance 400 + i of `small_mlp_instance`, three constant w ~ N(0, 1_K) from
+    fold_in(key, 500 + i).
+
+    Args:
+        key: a `jax.random` key.  spec: `[M, M_1, Q, N]`.  net_index: as in `small_mlp_instance`.
+        n_theta: number of instances (≥ 1).
+
+    Returns:
+        A `KernelBracketControl`.
+    """
+    n_theta = positive_int(n_theta, "n_theta")
+    defects, ratios, tols = [], [], []
+    for i in range(n_theta):
+        net, widths, X, t = small_mlp_instance(key, spec, net_index, 400 + i)
+        K, QN = num_params(widths), widths[-1] * X.shape[0]
+        d, kappa = kernel_bracket_defects(net, t, X, jax.random.normal(jax.random.fold_in(key, 500 + i), (3, K)))
+        tol = kernel_bracket_tolerance(QN, K, kappa)
+        defects += d.tolist()
+        ratios.append(float(d.max()) / tol)
+        tols.append(tol)
+    return KernelBracketControl(defects, ratios, tols, widths)
+
+
+def witness_analysis(rank_rtol: float = DEFAULT_BRACKET_RTOL) -> list[dict]:
+    r"""The Frobenius defect and the bracket flag at each of the `geometry_witnesses`.
+
+    Per witness: the largest normal fraction of [X_a, X_b] (2.31) with its rounding bound
+    K·eps·κ(D), the ranks of V, V + [V, V], V + [V, V] + [V, [V, V]] (`spanned_rank` at
+    `rank_rtol`), the largest ranks min(K, Witt dimension) (`free_lie_dims`), the singular
+    value σ_r/σ_1 at those ranks, and the Jacobi defect of level 3.
+
+    Args:
+        rank_rtol: the rank cut-off in (0, 1).
+
+    Returns:
+        One dict per witness with keys widths, N, K, QN, frac, kappa, tol, ranks, full_rank,
+        gaps (three floats), jacobi.
+    """
+    out = []
+    for wi in geometry_witnesses():
+        net, K, QN = mlp(wi.widths), num_params(wi.widths), wi.widths[-1] * wi.X.shape[0]
+        levels = bracket_family(net, jnp.asarray(wi.theta), jnp.asarray(wi.X), depth=3)
+        sv = np.linalg.svd(levels[0], compute_uv=False)
+        frac = float(np.max(np.asarray(normal_fraction(levels[0], levels[1]))))
+        reps = [spanned_rank(np.concatenate(levels[:k + 1]), rank_rtol) for k in range(3)]
+        full_rank = [min(K, d) for d in free_lie_dims(QN)]
+        gaps = [rep.singular_values[r - 1] / rep.singular_values[0] for rep, r in zip(reps, full_rank, strict=True)]
+        out.append(dict(widths=wi.widths, N=wi.X.shape[0], K=K, QN=QN, frac=frac, kappa=sv[0] / sv[-1],
+                        tol=normal_fraction_tolerance(K, sv[0] / sv[-1]), ranks=[r.rank for r in reps],
+                        full_rank=full_rank, gaps=gaps, jacobi=jacobi_defect(levels)))
+    return out
+
+
+def random_bracket_analysis(key, nets, n_random: int, rank_rtol: float = DEFAULT_BRACKET_RTOL) -> list[dict]:
+    r"""Frobenius defect, bracket flag and saturation at random instances of small tanh MLPs.
+
+    For each `spec` of `nets` and i < `n_random`, instance i of `small_mlp_instance`: every
+    normal fraction of [X_a, X_b] (2.31), the ranks of the flag (as `witness_analysis`), κ(D),
+    and the saturation of the most saturated hidden unit, min_j max_i sech²(W₁ξ_i + b₁)_j.
+
+    Args:
+        key: a `jax.random` key.  nets: list of `[M, M_1, Q, N]`.  n_random: instances per net.
+        rank_rtol: the rank cut-off in (0, 1).
+
+    Returns:
+        One dict per instance with keys spec (tuple), K, QN, fractions (`(QN(QN−1)/2,)`),
+        frac (their max), kappa, ranks, full_rank, saturation.
+    """
+    n_random = positive_int(n_random, "n_random")
+    out = []
+    for spec in nets:
+        for i in range(n_random):
+            net, widths, X, t = small_mlp_instance(key, spec, nets.index(spec), i)
+            K, QN = num_params(widths), widths[-1] * spec[3]
+            levels = bracket_family(net, t, X, depth=3)
+            f = np.asarray(normal_fraction(levels[0], levels[1]))
+            reps = [spanned_rank(np.concatenate(levels[:k + 1]), rank_rtol) for k in range(3)]
+            sv = np.linalg.svd(levels[0], compute_uv=False)
+            m, h = spec[0], spec[1]
+            z = np.asarray(X) @ np.asarray(t[:m * h]).reshape(h, m).T + np.asarray(t[m * h:m * h + h])
+            out.append(dict(spec=tuple(spec), K=K, QN=QN, fractions=f, frac=float(f.max()), kappa=sv[0] / sv[-1],
+                            ranks=[r.rank for r in reps], full_rank=[min(K, d) for d in free_lie_dims(QN)],
+                            saturation=float(np.min(np.max(1.0 / np.cosh(z) ** 2, axis=0)))))
+    return out
+
+
+def near_integrable_analysis(shrink: float = 0.2) -> dict:
+    r"""Why `near_integrable_instance` is nearly integrable: its second hidden unit is saturated.
+
+    Measures the largest normal fraction and κ(D) there (`max_normal_fraction`), the
+    pre-activations W₁ξ_i + b₁ and max_i sech² per hidden unit, and the same at the θ whose
+    unit-2 incoming weight and bias are multiplied by `shrink` (out of saturation).
+
+    Args:
+        shrink: factor on θ[1] and θ[3] (unit 2's weight and bias).
+
+    Returns:
+        dict with widths, N, frac, kappa, preactivations `(N, 2)`, saturation `(2,)`, frac_desat, kappa_desat.
+    """
+    ni = near_integrable_instance()
+    net = mlp(ni.widths)
+    frac, kappa = max_normal_fraction(net, jnp.asarray(ni.theta), jnp.asarray(ni.X))
+    z = ni.X @ ni.theta[:2].reshape(2, 1).T + ni.theta[2:4]
+    desat = np.array(ni.theta)
+    desat[[1, 3]] *= shrink
+    frac_desat, kappa_desat = max_normal_fraction(net, jnp.asarray(desat), jnp.asarray(ni.X))
+    return dict(widths=ni.widths, N=int(ni.X.shape[0]), frac=frac, kappa=kappa, preactivations=z,
+                saturation=(1.0 / np.cosh(z) ** 2).max(axis=0),
+                frac_desat=frac_desat, kappa_desat=kappa_desat)

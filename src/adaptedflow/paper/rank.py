@@ -22,10 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..network import num_params, output_bias_jacobian
-from ..validation import as_float64_matrix
-
-_EPS = float(np.finfo(np.float64).eps)
+from ..cost import jacobian
+from ..network import init_params, mlp, num_params, output_bias_jacobian
+from ..numerics import default_rank_rtol, safe_divide
+from ..problem import one_hot_labels, stacked_targets
+from ..validation import as_float64_matrix, positive_int
 
 #: The sampling measures of `sample_sphere`, with what Proposition 2.2 predicts for K ≥ QN.
 MEASURES = {
@@ -37,11 +38,6 @@ MEASURES = {
     "moment-curve": "t ~ U[0, 2π) on the trigonometric moment curve (cos kt, sin kt)_k / norm: singular, "
                     "but meets every hyperplane in finitely many points → full rank a.s.",
 }
-
-
-def default_rank_tolerance(shape: tuple[int, int]) -> float:
-    r"""The relative tolerance max(QN, K)·eps for a matrix of `shape` (QN, K) (NumPy's `matrix_rank`)."""
-    return max(shape) * _EPS
 
 
 class RankReport(NamedTuple):
@@ -70,7 +66,7 @@ def rank_report(D, rtol: float | None = None) -> RankReport:
     Args:
         D: shape `(QN, K)` (any 2-D float64 matrix).
         rtol: relative threshold; singular values ≤ rtol·σ_max count as zero. Default
-            `default_rank_tolerance(D.shape)` = max(QN, K)·eps, the size of the rounding
+            `numerics.default_rank_rtol(D.shape)` = max(QN, K)·eps, the size of the rounding
             error of a backward-stable SVD relative to σ_max.
 
     Returns:
@@ -80,7 +76,7 @@ def rank_report(D, rtol: float | None = None) -> RankReport:
         TypeError: D is not float64.  ValueError: D not 2-D, empty or not finite; rtol ≤ 0.
     """
     D = _as_matrix(D)
-    rtol = default_rank_tolerance(D.shape) if rtol is None else float(rtol)
+    rtol = default_rank_rtol(D.shape) if rtol is None else float(rtol)
     if not rtol > 0:
         raise ValueError(f"`rtol` must be > 0; got {rtol!r}.")
     s = np.linalg.svd(D, compute_uv=False)
@@ -153,8 +149,7 @@ def sample_sphere(key, n: int, dim: int, measure: str = "uniform", *, cap_radius
     """
     if measure not in MEASURES:
         raise ValueError(f"`measure` must be one of {sorted(MEASURES)}; got {measure!r}.")
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"`n` must be a positive integer; got {n!r}.")
+    n = positive_int(n, "n")
     if not isinstance(dim, (int, np.integer)) or dim < 2:
         raise ValueError(f"`dim` must be an integer ≥ 2 (S^{{dim−1}}); got {dim!r}.")
     batch = tuple(int(b) for b in batch)
@@ -203,10 +198,9 @@ def rank_trials(key, n_trials: int, dim: int, K: int, measure: str = "uniform", 
         `{"rank", "full", "gap", "ratio"}`, each of shape `(n_trials,)`: the numerical rank,
         whether it is min(QN, K), the gap σ_r/σ_{r+1}, and σ_min/σ_max.
     """
-    if not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
-        raise ValueError(f"`n_trials` must be a positive integer; got {n_trials!r}.")
+    n_trials = positive_int(n_trials, "n_trials")
     E = np.swapaxes(np.asarray(sample_sphere(key, K, dim, measure, cap_radius=cap_radius, batch=(n_trials,))), 1, 2)
-    rtol = default_rank_tolerance((dim, K)) if rtol is None else float(rtol)
+    rtol = default_rank_rtol((dim, K)) if rtol is None else float(rtol)
     s = np.linalg.svd(E, compute_uv=False)                       # (n_trials, min(QN, K)), one batched call
     rank = np.sum(s > rtol * s[:, :1], axis=1)
     n = s.shape[1]
@@ -229,7 +223,7 @@ def normalized_columns(D) -> tuple[np.ndarray, np.ndarray]:
     """
     D = _as_matrix(D)
     norms = np.linalg.norm(D, axis=0)
-    E = np.where(norms > 0, D / np.where(norms > 0, norms, 1.0), 0.0)
+    E = np.asarray(safe_divide(D, norms))
     return E, norms
 
 
@@ -257,8 +251,7 @@ def output_bias_columns(widths: Sequence[int], N: int) -> tuple[np.ndarray, np.n
         normalised columns, shape `(QN, Q)`.
     """
     widths = tuple(widths)
-    if not isinstance(N, (int, np.integer)) or N < 1:
-        raise ValueError(f"`N` must be a positive integer; got {N!r}.")
+    N = positive_int(N, "N")
     idx, cols = output_bias_jacobian(num_params(widths), N, widths[-1])
     return idx, cols / math.sqrt(N)
 
@@ -322,10 +315,9 @@ def init_params_batch(key, widths: Sequence[int], n: int, *, scale: float = 1.0)
     """
     widths = tuple(widths)
     K = num_params(widths)
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"`n` must be a positive integer; got {n!r}.")
+    n = positive_int(n, "n")
     sd = np.concatenate([np.concatenate([np.full(a * b, scale / math.sqrt(a)), np.full(b, scale * math.sqrt(0.1))])
-                         for a, b in zip(widths[:-1], widths[1:])])
+                         for a, b in zip(widths[:-1], widths[1:], strict=False)])
     return jax.random.normal(key, (int(n), K), dtype=jnp.float64) * jnp.asarray(sd)
 
 
@@ -400,7 +392,7 @@ def rank_certificates(trials: Sequence[tuple[dict, int, int]], *, factor: float 
         full = np.asarray(res["full"], dtype=bool)
         gap = np.asarray(res["gap"])
         n += ratio.size
-        cert += int(np.sum(ratio >= factor * default_rank_tolerance((dim, K))))
+        cert += int(np.sum(ratio >= factor * default_rank_rtol((dim, K))))
         deficient += int(np.sum(~full))
         structural += int(np.sum(~full & (gap >= structural_gap)))
         if np.any(~full):
@@ -422,7 +414,7 @@ def max_relative_sigma_min(trials: Sequence[tuple[dict, int, int]]) -> float:
     trials = list(trials)
     if not trials:
         raise ValueError("`trials` must hold at least one (result, dim, K) triple.")
-    return max(float(np.max(np.asarray(res["ratio"]))) / default_rank_tolerance((dim, K)) for res, dim, K in trials)
+    return max(float(np.max(np.asarray(res["ratio"]))) / default_rank_rtol((dim, K)) for res, dim, K in trials)
 
 
 def structural_orthogonal_pair_indices(widths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -475,3 +467,144 @@ def fraction_below_quantile(values, reference, q: float = 0.05) -> tuple[int, in
     if not 0 < q < 1:
         raise ValueError(f"`q` must lie in (0, 1); got {q!r}.")
     return int(np.sum(v < np.quantile(r, q))), int(v.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# the analyses of chapter 04 (one call each)
+
+
+def rank_table(key, cases: Sequence[tuple[str, float | None]], K_values: Sequence[int], n_trials: int,
+               dim: int) -> dict:
+    r"""`rank_trials` for every measure case and every K: the idealised model of Proposition 2.2.
+
+    Case c (a `(measure, cap_radius)` pair; radius None for the measures without one) and K
+    use the key fold_in(key, 1000·c + K).
+
+    Args:
+        key: a `jax.random` key.  cases: `(measure, radius)` pairs, measures from `MEASURES`.
+        K_values: numbers of vectors.  n_trials: trials per cell.  dim: QN.
+
+    Returns:
+        `{(measure, radius, K): rank_trials(...) dict}`, each entry of shape `(n_trials,)`.
+
+    References:
+        Proposition 2.2, (2.12)–(2.13).
+    """
+    table = {}
+    for c, (measure, radius) in enumerate(cases):
+        for K in K_values:
+            table[measure, radius, K] = rank_trials(jax.random.fold_in(key, 1000 * c + K), n_trials, dim, K, measure,
+                                                    cap_radius=radius or 0.1)
+    return table
+
+
+_batched_jacobian = jax.jit(jax.vmap(jacobian, in_axes=(None, 0, 0)), static_argnums=0)
+
+
+def real_jacobian_conditioning(key, nets: Sequence[tuple[int, ...]], n_draws: int, N: int) -> dict:
+    r"""Numerical rank and λ_min/λ_max of D Dᵀ for random (θ, X) of tanh MLPs: (2.13) in practice.
+
+    Network a of `nets` draws θ by `init_params_batch`(fold_in(key, 7000 + a)) and inputs
+    X ~ N(0, 1) of shape (n_draws, N, M) from fold_in(key, 8000 + a).
+
+    Args:
+        key: a `jax.random` key.  nets: widths `(M, …, Q)`.  n_draws: draws per network.  N: inputs.
+
+    Returns:
+        `{widths: {"K": int, "full": bool array (n_draws,), "lam": λ_min/λ_max of D Dᵀ (n_draws,)}}`;
+        λ_min/λ_max = (σ_min/σ_max)² of `rank_report`.
+    """
+    n_draws = positive_int(n_draws, "n_draws")
+    real = {}
+    for a, widths in enumerate(nets):
+        thetas = init_params_batch(jax.random.fold_in(key, 7000 + a), widths, n_draws)
+        Xs = jax.random.normal(jax.random.fold_in(key, 8000 + a), (n_draws, N, widths[0]), dtype=np.float64)
+        reps = [rank_report(D) for D in np.asarray(_batched_jacobian(mlp(widths), thetas, Xs))]
+        real[widths] = dict(K=num_params(widths), full=np.array([r.full for r in reps]),
+                            lam=np.array([r.ratio for r in reps]) ** 2)
+    return real
+
+
+class ColumnStatistics(NamedTuple):
+    r"""How the normalised columns e_i of one real Jacobian differ from i.i.d. unit vectors (2.12).
+
+    Attributes:
+        overlaps: |⟨e_i, e_j⟩| over all pairs, shape `(K(K−1)/2,)`.
+        overlaps_iid: the same for K i.i.d. uniform unit vectors of R^{QN}.
+        bias_deviation: max |e_i − (e_k, …, e_k)/√N| over the output-bias columns.
+        n_zero: pairs with overlap exactly 0.  n_structural: `structural_orthogonal_pairs(widths)`.
+        structural_overlap: max |⟨e_i, e_j⟩| over the structurally orthogonal pairs.
+        ks, ks_critical: two-sample KS statistic of the overlaps and its level-1e-3 critical value.
+        ks_nonzero: the KS statistic of the non-zero overlaps.
+    """
+
+    overlaps: np.ndarray
+    overlaps_iid: np.ndarray
+    bias_deviation: float
+    n_zero: int
+    n_structural: int
+    structural_overlap: float
+    ks: float
+    ks_critical: float
+    ks_nonzero: float
+
+
+def column_statistics(key, widths: Sequence[int], N: int) -> ColumnStatistics:
+    r"""Column statistics (2.12) of D at one random (θ, X) of the MLP `widths`, against i.i.d. vectors.
+
+    With k = fold_in(key, 9000): X ~ N(0, 1) of shape (N, M) from fold_in(k, 0), θ =
+    `init_params`(k), and K i.i.d. uniform vectors of S^{QN−1} from fold_in(k, 1).
+
+    Args:
+        key: a `jax.random` key.  widths: `(M, …, Q)`.  N: number of inputs.
+
+    Returns:
+        A `ColumnStatistics`.
+    """
+    widths = tuple(widths)
+    K, QN = num_params(widths), widths[-1] * positive_int(N, "N")
+    kD = jax.random.fold_in(key, 9000)
+    X = jax.random.normal(jax.random.fold_in(kD, 0), (N, widths[0]), dtype=np.float64)
+    E, _ = normalized_columns(jacobian(mlp(widths), init_params(kD, widths), X))
+    ov = column_overlaps(E)
+    ov_iid = column_overlaps(sample_sphere(jax.random.fold_in(kD, 1), K, QN).T)
+    idx, E_bias = output_bias_columns(widths, N)
+    I, J = structural_orthogonal_pair_indices(widths)
+    ks, ks_crit = ks_two_sample(ov, ov_iid)
+    ks_nz, _ = ks_two_sample(ov[ov > 0], ov_iid)
+    struct_overlap = float(np.max(np.abs(np.sum(E[:, I] * E[:, J], axis=0))))
+    return ColumnStatistics(ov, ov_iid, float(np.max(np.abs(E[:, idx] - E_bias))), int(np.sum(ov == 0.0)),
+                            structural_orthogonal_pairs(widths), struct_overlap, ks, ks_crit, ks_nz)
+
+
+def adapted_orbit_outcomes(key, widths: Sequence[int], n_orbits: int, N: int, eps_rel: float,
+                           rank_rtol: float) -> list[str]:
+    r"""How `n_orbits` adapted orbits (1.30) of the MLP `widths` end by s_*(ε): rank kept or lost (2.1).
+
+    Orbit i of hidden width h = widths[1] uses k = fold_in(key, 100·h + i): X ~ N(0, 1)
+    (fold 0), one-hot targets of uniform labels (fold 3), θ(0) = `init_params` (fold 1).  Each
+    runs to s_* = (N/2)·log(1/eps_rel) (2.18) with the rank-loss event σ_QN/σ_1 < `rank_rtol`
+    (`regimes.orbit_outcome`).
+
+    Args:
+        key: a `jax.random` key.  widths: `(M, M_1, Q)`.  n_orbits: number of orbits.
+        N: inputs.  eps_rel: ε as a fraction of C(0).  rank_rtol: the rank-loss threshold.
+
+    Returns:
+        One outcome of `orbit_outcome` per orbit (``"s1"``: rank QN kept up to s_*).
+    """
+    from .regimes import orbit_outcome
+
+    widths = tuple(widths)
+    M, h, Q = widths[0], widths[1], widths[-1]
+    net = mlp(widths)
+    outs = []
+    for i in range(positive_int(n_orbits, "n_orbits")):
+        k = jax.random.fold_in(key, 100 * h + i)
+        Xo = jax.random.normal(jax.random.fold_in(k, 0), (N, M), dtype=np.float64)
+        Yo = stacked_targets(np.asarray(jax.random.randint(jax.random.fold_in(k, 3), (N,), 0, Q)), one_hot_labels(Q))
+        theta0 = init_params(jax.random.fold_in(k, 1), widths)
+        s_star = 0.5 * N * np.log(1 / eps_rel)          # (2.18) with ε = eps_rel · C(0)
+        outs.append(orbit_outcome("adapted", net, theta0, Xo, Yo, s1=s_star, n_save=51, rtol=1e-10, atol=1e-12,
+                                  rank_rtol=rank_rtol, max_steps=20000)[1])
+    return outs

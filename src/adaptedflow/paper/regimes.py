@@ -13,22 +13,30 @@ with K = QN.
 
 All diagnostics are computed in float64 with NumPy from a Jacobian `D` (get it with
 `adaptedflow.outputs_and_jacobian`).
+
+The analyses the two chapters run are built from these: for §5 `teacher_student_problem`,
+`under_orbits`, `identities_along_orbits`, `largest_cost_rise`, `critical_limit` (the limit
+θ_* located by `critical.newton_to_critical`) and `race_to_critical_cost`; for §6
+`borderline_problems`, `borderline_formula_spreads`, `borderline_orbits` and
+`near_teacher_orbits`.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..cost import cost, outputs_and_jacobian
+from ..cost import cost, grad_x_cost, outputs_and_jacobian
 from ..flows import adapted_direction, adapted_under_direction
-from ..integrate import integrate_flow
-from ..network import num_params
-from ..validation import RankLossError, as_float64_matrix, require_finite
+from ..integrate import Orbit, integrate_flow, integrate_until
+from ..network import init_params, mlp, num_params
+from ..numerics import EPS
+from ..problem import one_hot_labels, stacked_targets
+from ..validation import RankLossError, as_float64_matrix, positive_int, require_finite
+from .critical import newton_to_critical
 
 #: The package's two adapted fields, jitted once per shape: called eagerly, their
 #: `lax.cond` (the Cholesky fallback of `gram_solve`) would be traced and compiled anew
@@ -245,8 +253,7 @@ def borderline_sizes(Q: int, *, max_M: int = 4, max_width: int = 4, depths: Sequ
     Returns:
         A list of `((M, h, …, h, Q), N)`, sorted by N, e.g. `((3, 2, 2), 7)` (K = QN = 14).
     """
-    if not isinstance(Q, (int, np.integer)) or Q < 1:
-        raise ValueError(f"`Q` must be a positive integer; got {Q!r}.")
+    Q = positive_int(Q, "Q")
     out = []
     for L in depths:
         for M in range(1, max_M + 1):
@@ -355,48 +362,6 @@ def _with_outcome(solve):
     return orbit, orbit.stop
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _newton_step(output_map, theta, X, Y):
-    loss = lambda t: cost(output_map(t, X), Y)
-    g = jax.grad(loss)(theta)
-    H = jax.hessian(loss)(theta)
-    return theta - jnp.linalg.solve(H, g)
-
-
-def newton_critical_point(output_map, theta, X, Y, *, n_iter: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    r"""Locate the critical point near θ by Newton's method on ∇_θ C = Dᵀ∇_x C = 0.
-
-    With rank D = K, ∇_θ C = 0 iff P̃(x − y_ω) = 0, so these are exactly the equilibria
-    (5.6) of (5.2).  Newton converges quadratically from a point close enough (e.g. θ(s₁)
-    of a converging orbit), unlike full Gauss–Newton steps, which can diverge at a
-    critical point with a large residual.  Use it to find the limit θ_* of an orbit and
-    measure (5.6)–(5.7) at θ_* itself.
-
-    Args:
-        output_map: `output_map(theta, X) -> x`.
-        theta: starting point, shape `(K,)`, K ≤ QN.
-        X: inputs, shape `(N, M)`.  Y: targets, shape `(N, Q)`.
-        n_iter: Newton steps (all are taken; the history shows the convergence).
-
-    Returns:
-        `(theta_star, tangential)`: the last iterate, shape `(K,)`, and |P̃(x − y_ω)|/|x − y_ω|
-        at each iterate, shape `(n_iter + 1,)`.
-    """
-    if not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ValueError(f"`n_iter` must be a positive integer; got {n_iter!r}.")
-    theta = jnp.asarray(theta, dtype=jnp.float64)
-    X = jnp.asarray(X, dtype=jnp.float64)
-    Y = jnp.asarray(Y, dtype=jnp.float64)
-    y = Y.reshape(-1)
-    hist = []
-    for k in range(n_iter + 1):
-        x, D = _outputs_and_jacobian_jit(output_map, theta, X)
-        hist.append(critical_residuals(D, x, y)[0])
-        if k < n_iter:
-            theta = _newton_step(output_map, theta, X, Y)
-    return np.asarray(theta), np.asarray(hist)
-
-
 def crossing_time(s, values, level: float) -> float:
     r"""The first s where `values` (shape `(T,)`, sampled at times `s`) falls to ≤ `level`.
 
@@ -439,11 +404,10 @@ def tangential_residual(output_map, theta, X, Y) -> tuple[float, float]:
     y = np.asarray(Y, dtype=np.float64).reshape(-1)
     tang = critical_residuals(D, x, y)[0]
     s = np.linalg.svd(D, compute_uv=False)
-    floor = D.shape[0] * (s[0] / s[-1]) * _EPS * (np.linalg.norm(x) + np.linalg.norm(y)) / np.linalg.norm(x - y)
+    floor = D.shape[0] * (s[0] / s[-1]) * EPS * (np.linalg.norm(x) + np.linalg.norm(y)) / np.linalg.norm(x - y)
     return float(tang), float(floor)
 
 
-_EPS = float(np.finfo(np.float64).eps)
 
 #: Outcomes reported by `orbit_until_outcome`.
 UNTIL_OUTCOMES = ("converged", "s_max", "eps", "rank-loss", "rank-loss at start", "stalled")
@@ -467,8 +431,6 @@ def orbit_until_outcome(flow: str, output_map, theta0, X, Y, *, converged, s_fir
         `(orbit, outcome)`: the `Orbit` (None for the last two outcomes) and one of
         `UNTIL_OUTCOMES`.
     """
-    from ..integrate import integrate_until
-
     if "on_rank_loss" in kwargs:
         raise ValueError("`orbit_until_outcome` sets `on_rank_loss='stop'` itself; do not pass it.")
     return _with_outcome(lambda: integrate_until(flow, output_map, theta0, X, Y, converged=converged,
@@ -500,13 +462,458 @@ def reference_critical_point(*, n_newton: int = 3):
         `(widths, X, Y, theta_star)`: `(2, 2, 2)`, X shape `(20, 2)`, Y shape `(20, 2)`,
         θ_* shape `(12,)`.
     """
-    from ..network import init_params, mlp
+    from ..network import mlp
 
-    widths, teacher, N, noise = (2, 2, 2), (2, 8, 2), 20, 0.05
-    key = jax.random.PRNGKey(0)
-    X = jax.random.normal(jax.random.fold_in(key, 0), (N, 2), dtype=jnp.float64)
+    n_newton = positive_int(n_newton, "n_newton")
+    widths = (2, 2, 2)
+    X, Y = teacher_student_problem(jax.random.PRNGKey(0), (2, 8, 2), N=20, noise=0.05)
+    theta, _ = newton_to_critical(mlp(widths), np.asarray(_REFERENCE_THETA_STAR), X, Y, step="solve", tol=None,
+                                  max_iter=n_newton)
+    return widths, np.asarray(X), np.asarray(Y), theta
+
+
+# --------------------------------------------------------------------------------------------
+# The analyses of the under-parametrized chapter (§5)
+# --------------------------------------------------------------------------------------------
+
+def teacher_student_problem(key, teacher: Sequence[int], *, N: int, noise: float) -> tuple[jax.Array, jax.Array]:
+    r"""Teacher–student data: N inputs X ~ N(0, I_M), labels from a random teacher MLP plus Gaussian noise.
+
+    X is drawn from `fold_in(key, 0)`, the teacher's θ from `init_params(fold_in(key, 1),
+    teacher)`, the noise from `fold_in(key, 2)`.  With noise > 0 no student reaches C = 0
+    when K < QN (Remark 5.2).
+
+    Args:
+        key: PRNG key.  teacher: the teacher's widths `(M, …, Q)`.
+        N: number of inputs.  noise: standard deviation of the label noise.
+
+    Returns:
+        `(X, Y)`: shapes `(N, M)` and `(N, Q)`.
+    """
+    teacher = tuple(teacher)
+    N = positive_int(N, "N")
+    M, Q = teacher[0], teacher[-1]
+    X = jax.random.normal(jax.random.fold_in(key, 0), (N, M), dtype=jnp.float64)
     y = (mlp(teacher)(init_params(jax.random.fold_in(key, 1), teacher), X)
-         + noise * jax.random.normal(jax.random.fold_in(key, 2), (2 * N,), dtype=jnp.float64))
-    theta, _ = newton_critical_point(mlp(widths), np.asarray(_REFERENCE_THETA_STAR), X, y.reshape(N, 2),
-                                     n_iter=n_newton)
-    return widths, np.asarray(X), np.asarray(y.reshape(N, 2)), theta
+         + noise * jax.random.normal(jax.random.fold_in(key, 2), (Q * N,), dtype=jnp.float64))
+    return X, y.reshape(N, Q)
+
+
+class UnderOrbits(NamedTuple):
+    r"""Orbits of (5.2) from random initialisations, each classified by `orbit_until_outcome`.
+
+    Attributes:
+        theta0s: the initial points, each of shape `(K,)`.
+        runs: `(orbit, outcome)` per initial point (orbit None where none was produced).
+        lost: indices of orbits that lost rank K ("rank-loss", "rank-loss at start", "stalled").
+        converged: indices of orbits that passed the stopping test.
+        slow: indices of orbits still moving at `s_max`.
+    """
+
+    theta0s: list
+    runs: list
+    lost: list
+    converged: list
+    slow: list
+
+
+def under_orbits(widths: Sequence[int], X, Y, key, n_orbits: int, *, arrive_tol: float, s_first: float,
+                 s_max: float, n_save: int = 21, **kwargs) -> UnderOrbits:
+    r"""Follow (5.2) from `n_orbits` random θ(0) until |P̃(x − y_ω)|/|x − y_ω| ≤ `arrive_tol`, a rank loss, or `s_max`.
+
+    θ(0) number i is `init_params(fold_in(key, 10 + i), widths)`.  Each orbit is followed
+    over segments of doubling length from `s_first` (`orbit_until_outcome`), the stopping
+    test (5.6) checked with `tangential_residual` at each segment's end.
+
+    Args:
+        widths: the student MLP, K < QN.  X: inputs `(N, M)`.  Y: targets `(N, Q)`.
+        key: PRNG key.  n_orbits: number of initialisations.
+        arrive_tol, s_first, s_max: the stopping test, first segment and longest time.
+        n_save: saved points per segment.
+        **kwargs: passed on to `integrate_until` (rtol, atol, rank_rtol, max_steps).
+
+    Returns:
+        An `UnderOrbits`.
+
+    References:
+        Theorem 5.1, (5.2), (5.6).
+    """
+    net = mlp(widths)
+    arrived_at = lambda th: tangential_residual(net, th, X, Y)[0] <= arrive_tol  # noqa: E731
+    theta0s = [init_params(jax.random.fold_in(key, 10 + i), widths) for i in range(positive_int(n_orbits, "n_orbits"))]
+    runs = [orbit_until_outcome("adapted-under", net, t0, X, Y, converged=arrived_at, s_first=s_first, s_max=s_max,
+                                n_save=n_save, **kwargs) for t0 in theta0s]
+    outs = [out for _, out in runs]
+    return UnderOrbits(theta0s=theta0s, runs=runs,
+                       lost=[i for i, out in enumerate(outs) if out in ("rank-loss", "rank-loss at start", "stalled")],
+                       converged=[i for i, out in enumerate(outs) if out == "converged"],
+                       slow=[i for i, out in enumerate(outs) if out == "s_max"])
+
+
+_outputs_and_jacobians_jit = jax.jit(jax.vmap(outputs_and_jacobian, in_axes=(None, 0, None)), static_argnums=0)
+
+
+class IdentityResiduals(NamedTuple):
+    r"""The worst residual of each identity of Theorem 5.1 and Proposition 5.3 along orbits, over its bound.
+
+    Attributes:
+        worst: `{name: max residual / bound}` for "gn_vs_pinv", "output_velocity", "cost_rate",
+            "projector", "metric" (see `identities_along_orbits`).
+        max_cond: the largest cond(D) met.
+    """
+
+    worst: dict
+    max_cond: float
+
+
+def identities_along_orbits(output_map, runs, X, Y, key, n_test_vectors: int, *, every: int = 6) -> IdentityResiduals:
+    r"""`under_identities` and `metric_gradient_residual` at every `every`-th saved point of each orbit.
+
+    Each residual is divided by its rounding bound: QN·cond(D)²·eps for those measured in the
+    output space ((5.3), (5.4), (5.12)), times (1 + |∇ₓC|/|P̃∇ₓC|) for the two that compare
+    parameter vectors ((5.2) against D⁺, and g(u, v) = dC(v) of (5.15)–(5.17)): the
+    least-squares sensitivity of u = (DᵀD)⁻¹Dᵀ∇ₓC.
+
+    Args:
+        output_map: the network.  runs: `(orbit, outcome)` pairs (`UnderOrbits.runs`; None orbits skipped).
+        X, Y: the data.  key: PRNG key; orbit i uses `normal(fold_in(key, i), (K, n_test_vectors))`.
+        n_test_vectors: random v per orbit for Proposition 5.3.  every: stride over the saved points.
+
+    Returns:
+        An `IdentityResiduals`.
+
+    References:
+        Theorem 5.1, (5.2)–(5.4); Remark 5.2, (5.12); Proposition 5.3, (5.15)–(5.17).
+    """
+    worst = dict(gn_vs_pinv=0.0, output_velocity=0.0, cost_rate=0.0, projector=0.0, metric=0.0)
+    max_cond = 0.0
+    for i, (o, _) in enumerate(runs):
+        if o is None:
+            continue
+        xs, Ds = _outputs_and_jacobians_jit(output_map, jnp.asarray(o.theta[::every]), X)
+        for x, D in zip(np.asarray(xs), np.asarray(Ds), strict=True):
+            QN, K = D.shape
+            ids = under_identities(D, grad_x_cost(x, Y))
+            bound = QN * ids.cond**2 * EPS
+            ls_bound = bound * (1 + 1 / ids.tangential)        # least-squares sensitivity
+            V = np.asarray(jax.random.normal(jax.random.fold_in(key, i), (K, n_test_vectors)))
+            for name, val, b in (("gn_vs_pinv", ids.gn_vs_pinv, ls_bound),
+                                 ("output_velocity", ids.output_velocity, bound),
+                                 ("cost_rate", ids.cost_rate, bound),
+                                 ("projector", max(ids.idempotent, ids.symmetric), bound),
+                                 ("metric", metric_gradient_residual(D, grad_x_cost(x, Y), V), ls_bound)):
+                worst[name] = max(worst[name], val / b)
+            max_cond = max(max_cond, ids.cond)
+    return IdentityResiduals(worst=worst, max_cond=max_cond)
+
+
+def largest_cost_rise(runs, rtol: float, N: int) -> float:
+    r"""The largest increase of C between saved times along any orbit, over that orbit's integrator bound (5.12).
+
+    The bound of an orbit is n_steps·rtol·|θ|_∞·max σ_max(D)·|x(0) − y_ω|/N, the accumulated
+    local errors moved through C (|x(0) − y_ω| = √(2N·C(0))).
+
+    Args:
+        runs: `(orbit, outcome)` pairs (orbits that are None or have one saved point are skipped).
+        rtol: the integrator's relative tolerance.  N: number of inputs.
+
+    Returns:
+        max over orbits of (max increase of C) / bound, at least 0.
+
+    References:
+        Remark 5.2, (5.12).
+    """
+    ratio = 0.0
+    for o, _ in runs:
+        if o is None or len(o.cost) < 2:
+            continue
+        b = o.n_steps * rtol * np.max(np.abs(o.theta)) * np.max(o.sigma_max) * np.sqrt(2 * o.cost[0] / N)
+        ratio = max(ratio, float(np.max(np.diff(o.cost))) / b)
+    return ratio
+
+
+class CriticalLimit(NamedTuple):
+    r"""(5.6)–(5.7) at the limit θ_* of an orbit, located by Newton's method.
+
+    Attributes:
+        theta: θ_*, shape `(K,)`.
+        tangential_start: |P̃(x − y_ω)|/|x − y_ω| at the starting point.
+        tangential: the same at θ_* (the residual of (5.6)).  floor: its rounding floor.
+        split: |C − |P̃^⊥(x − y_ω)|²/2N| / C at θ_* (the residual of (5.7)).
+        cond: cond(D) at θ_*.  QN: number of outputs.
+        cost: C_* = C(θ_*).  cost_resolution: eps·|y_ω|²/2N, the float64 resolution of C.
+        distance: |θ_start − θ_*|/|θ_*|.
+    """
+
+    theta: np.ndarray
+    tangential_start: float
+    tangential: float
+    floor: float
+    split: float
+    cond: float
+    QN: int
+    cost: float
+    cost_resolution: float
+    distance: float
+
+
+def critical_limit(output_map, theta_start, X, Y, *, n_newton: int) -> CriticalLimit:
+    r"""Locate the critical point θ_* near `theta_start` and measure (5.6)–(5.7) there.
+
+    With rank D = K, ∇_θC = 0 iff P̃(x − y_ω) = 0, so the zeros of ∇_θC are exactly the
+    equilibria (5.6) of (5.2): `n_newton` full Newton steps (`newton_to_critical` with
+    ``step="solve"``) from a converged θ reach θ_* to rounding.
+
+    Args:
+        output_map: the network, K < QN.  theta_start: shape `(K,)`.  X: `(N, M)`.  Y: `(N, Q)`.
+        n_newton: Newton steps (all taken).
+
+    Returns:
+        A `CriticalLimit`.
+
+    References:
+        Theorem 5.1, (5.6)–(5.7); Remark 5.2.
+    """
+    theta_star, _ = newton_to_critical(output_map, theta_start, X, Y, step="solve", tol=None, max_iter=n_newton)
+    x, D = outputs_and_jacobian(output_map, jnp.asarray(theta_star), X)
+    x, D, y = np.asarray(x), np.asarray(D), np.asarray(Y).reshape(-1)
+    tang, floor = tangential_residual(output_map, theta_star, X, Y)
+    sv = np.linalg.svd(D, compute_uv=False)
+    N = int(np.shape(Y)[0])
+    return CriticalLimit(theta=theta_star, tangential_start=tangential_residual(output_map, theta_start, X, Y)[0],
+                         tangential=tang, floor=floor, split=critical_residuals(D, x, y)[1], cond=sv[0] / sv[-1],
+                         QN=y.size, cost=float(cost(x, Y)), cost_resolution=EPS * float(y @ y) / (2 * N),
+                         distance=np.linalg.norm(theta_star - theta_start) / np.linalg.norm(theta_star))
+
+
+class Race(NamedTuple):
+    r"""The standard flow against an orbit of (5.2) from the same θ(0).
+
+    Attributes:
+        standard: the standard flow's orbit, to s = `horizon`·s_end of the (5.2) orbit.
+        t_adapted: first s where the (5.2) orbit has C ≤ level (`crossing_time`).
+        t_standard: the same for the standard flow (`inf` if never).
+    """
+
+    standard: Orbit
+    t_adapted: float
+    t_standard: float
+
+
+def race_to_critical_cost(output_map, theta0, orbit: Orbit, X, Y, level: float, *, horizon: float = 20.0) -> Race:
+    r"""Integrate the standard flow (1.9) from θ(0) and compare first passages below `level` with an orbit of (5.2).
+
+    The standard flow is saved at 0 and 200 geometric times from 10⁻² to `horizon`·s_end
+    (rtol 1e-10, atol 1e-12, at most 200 000 steps); both first-passage times are
+    log-interpolated (`crossing_time`).
+
+    Args:
+        output_map: the network.  theta0: the common θ(0), shape `(K,)`.
+        orbit: the (5.2) orbit from θ(0).  X, Y: the data.  level: the cost level, e.g. C_*(1 + 10⁻⁶).
+        horizon: the standard flow runs to `horizon` times the (5.2) orbit's s_end.
+
+    Returns:
+        A `Race`.
+
+    References:
+        (1.9), (5.2), Remark 5.2.
+    """
+    s_std = horizon * orbit.s_end
+    ts = np.concatenate([[0.0], np.geomspace(1e-2, s_std, 200)])
+    so = integrate_flow("standard", output_map, theta0, X, Y, s1=s_std, ts=ts, rtol=1e-10, atol=1e-12,
+                        max_steps=200_000)
+    return Race(standard=so, t_adapted=crossing_time(orbit.s, orbit.cost, level),
+                t_standard=crossing_time(so.s, so.cost, level))
+
+
+# --------------------------------------------------------------------------------------------
+# The analyses of the borderline chapter (§6)
+# --------------------------------------------------------------------------------------------
+
+#: The kinds of labels of `borderline_problems`, in order.
+LABEL_KINDS = ("random one-hot", "independent teacher", "near teacher")
+
+
+class BorderlineProblem(NamedTuple):
+    r"""One initialisation of a borderline network and its three kinds of labels.
+
+    Attributes:
+        X: inputs, shape `(N, M)`.  theta0: θ(0), shape `(K,)`.
+        labels: `{kind: Y}` for each of `LABEL_KINDS`, Y of shape `(N, Q)`.
+        teacher: ξ, shape `(K,)`: the independent teacher's θ, and the direction of the near one.
+    """
+
+    X: jax.Array
+    theta0: jax.Array
+    labels: dict
+    teacher: jax.Array
+
+
+def borderline_problems(key, widths: Sequence[int], n: int, *, teacher_distance: float) -> list[BorderlineProblem]:
+    r"""`n` random problems with K = QN (§6): inputs, θ(0), and three kinds of labels.
+
+    For i < n, with k = fold_in(key, i): X ~ N(0, I_M) from fold_in(k, 0), N = K/Q
+    (`borderline_size`); θ(0) and ξ by `init_params` from fold_in(k, 1) and fold_in(k, 2);
+    the labels are random one-hot classes (fold_in(k, 3)), the outputs x[ξ] of an
+    independent teacher, and the outputs x[θ(0) + teacher_distance·ξ] of a near teacher.
+
+    Args:
+        key: PRNG key.  widths: a borderline network, Q | K.  n: number of problems.
+        teacher_distance: the near teacher's distance from θ(0) in units of ξ.
+
+    Returns:
+        A list of `n` `BorderlineProblem`.
+
+    References:
+        §6, (6.1)–(6.4).
+    """
+    widths = tuple(widths)
+    N, M, Q = borderline_size(widths), widths[0], widths[-1]
+    outputs = jax.jit(mlp(widths))
+    problems = []
+    for i in range(positive_int(n, "n")):
+        k = jax.random.fold_in(key, i)
+        X = jax.random.normal(jax.random.fold_in(k, 0), (N, M), dtype=np.float64)
+        theta0 = init_params(jax.random.fold_in(k, 1), widths)
+        xi = init_params(jax.random.fold_in(k, 2), widths)
+        omega = np.asarray(jax.random.randint(jax.random.fold_in(k, 3), (N,), 0, Q))
+        labels = {"random one-hot": stacked_targets(omega, one_hot_labels(Q)),
+                  "independent teacher": outputs(xi, X).reshape(N, Q),
+                  "near teacher": outputs(theta0 + teacher_distance * xi, X).reshape(N, Q)}
+        problems.append(BorderlineProblem(X=X, theta0=theta0, labels=labels, teacher=xi))
+    return problems
+
+
+class FormulaSpreads(NamedTuple):
+    r"""The five routes of `BORDERLINE_FORMULAS` against the SVD, at each problem and kind of labels.
+
+    Attributes:
+        stable: |d_LU − d_SVD|/|d_SVD| / (QN·cond(D)·eps), one per (problem, labels).
+        gram: the largest spread of the three Gram routes (1.30), (5.2), (6.3) / (QN·cond(D)²·eps).
+        rows: `(cond(D), relative_spread(...))` per (problem, labels).
+    """
+
+    stable: list
+    gram: list
+    rows: list
+
+
+def borderline_formula_spreads(output_map, problems) -> FormulaSpreads:
+    r"""Compare every route to the borderline direction (6.2) with the SVD pseudo-inverse, at each θ(0).
+
+    Backward-stable routes (LU, SVD) agree to ~QN·cond(D)·eps; routes through a Gram matrix
+    (condition number cond(D)²) to ~QN·cond(D)²·eps.
+
+    Args:
+        output_map: a borderline network (K = QN).  problems: `BorderlineProblem`s.
+
+    Returns:
+        A `FormulaSpreads`, entries ordered problem by problem, labels in `LABEL_KINDS` order.
+
+    References:
+        §6, (6.1)–(6.3).
+    """
+    stable, gram, rows = [], [], []
+    for p in problems:
+        x, D = outputs_and_jacobian(output_map, p.theta0, p.X)
+        QN = D.shape[0]
+        c = condition_number(D)
+        for Y in p.labels.values():
+            sp = relative_spread(borderline_directions(D, grad_x_cost(x, Y)))
+            stable.append(sp["inverse (6.1)"] / (QN * c * EPS))
+            gram.append(max(sp["adapted (1.30)"], sp["adapted-under (5.2)"], sp["normal equations (6.3)"])
+                        / (QN * c**2 * EPS))
+            rows.append((c, sp))
+    return FormulaSpreads(stable=stable, gram=gram, rows=rows)
+
+
+def borderline_orbits(output_map, problems, **kwargs) -> dict[str, list]:
+    r"""The adapted flow (2.4) from each θ(0) with each kind of labels, classified by `orbit_outcome`.
+
+    Args:
+        output_map: a borderline network.  problems: `BorderlineProblem`s.
+        **kwargs: passed to `integrate_flow` (s1, ts, rtol, atol, rank_rtol, max_steps).
+
+    Returns:
+        `{kind: [(orbit, outcome), …]}`, one entry per problem, kinds in `LABEL_KINDS` order.
+
+    References:
+        §6, (2.4), (6.4).
+    """
+    orbits = {kind: [] for kind in problems[0].labels}
+    for p in problems:
+        for kind, Y in p.labels.items():
+            orbits[kind].append(orbit_outcome("adapted", output_map, p.theta0, p.X, Y, **kwargs))
+    return orbits
+
+
+class NearTeacher(NamedTuple):
+    r"""Converged near-teacher orbits of (2.4) against (2.7) and (6.4), and against orbits of (5.2).
+
+    Attributes:
+        distance: the teacher distance finally used (smaller than asked if none converged).
+        output_deviation: per orbit, max_s |x(s) − (2.7)|/|x(0) − y_ω|.
+        rate_deviation: per orbit, max_s |C/(C(0)e^{−2s/N}) − 1|.
+        agreement: for the first `n_pairs` orbits, max_s |x_(2.4) − x_(5.2)|/|x(0) − y_ω|.
+        steps: solver steps of every orbit integrated (both flows).
+        conds: per orbit of (2.4), max_s cond(D).
+    """
+
+    distance: float
+    output_deviation: list
+    rate_deviation: list
+    agreement: list
+    steps: list
+    conds: list
+
+
+def near_teacher_orbits(output_map, problems, near_orbits, *, teacher_distance: float, n_pairs: int = 2,
+                        **kwargs) -> NearTeacher:
+    r"""Check (6.4) and the coincidence of (2.4) and (5.2) on the near-teacher orbits that converged.
+
+    If none converged, the teacher of the first problem is moved closer to θ(0), halving
+    its distance (at most 10 times) until the orbit of (2.4) reaches `s1`: the inverse
+    function theorem guarantees that this ends.  From the first `n_pairs` converged
+    orbits (5.2) is integrated too, on the same save grid.
+
+    Args:
+        output_map: a borderline network.  problems: `BorderlineProblem`s.
+        near_orbits: `(orbit, outcome)` per problem for the near-teacher labels (`borderline_orbits`).
+        teacher_distance: the distance the near teacher was drawn at.
+        n_pairs: orbits also integrated with (5.2).
+        **kwargs: passed to `integrate_flow` (s1, ts, rtol, atol, rank_rtol, max_steps).
+
+    Returns:
+        A `NearTeacher`.
+
+    References:
+        §6, (2.7), (6.2), (6.4).
+    """
+    from ..comparison import comparison_cost, comparison_outputs
+
+    near_ok = [(p.X, p.theta0, p.labels["near teacher"], o)
+               for p, (o, out) in zip(problems, near_orbits, strict=True) if o is not None and out == "s1"]
+    distance = teacher_distance
+    outputs = jax.jit(output_map)
+    while not near_ok and distance > teacher_distance / 2**10:     # the inverse function theorem: small enough works
+        distance /= 2
+        X, theta0 = problems[0].X, problems[0].theta0
+        N = X.shape[0]
+        Y = outputs(theta0 + distance * problems[0].teacher, X).reshape(N, -1)
+        o, out = orbit_outcome("adapted", output_map, theta0, X, Y, **kwargs)
+        if out == "s1":
+            near_ok.append((X, theta0, Y, o))
+    agree, dev_out, dev_rate, steps, conds = [], [], [], [], []
+    for j, (X, theta0, Y, o) in enumerate(near_ok):
+        y = np.asarray(Y).reshape(-1)
+        r0 = np.linalg.norm(o.x[0] - y)
+        dev_out.append(np.max(np.linalg.norm(o.x - comparison_outputs(o.x[0], Y, o.s), axis=1)) / r0)
+        dev_rate.append(np.max(np.abs(o.cost / comparison_cost(o.cost[0], o.s, X.shape[0]) - 1)))
+        steps.append(o.n_steps)
+        conds.append(float(np.max(o.sigma_max / o.sigma_min)))
+        if j < n_pairs:
+            u = integrate_flow("adapted-under", output_map, theta0, X, Y, **kwargs)
+            agree.append(np.max(np.linalg.norm(u.x - o.x, axis=1)) / r0)
+            steps.append(u.n_steps)
+    return NearTeacher(distance=distance, output_deviation=dev_out, rate_deviation=dev_rate, agreement=agree,
+                       steps=steps, conds=conds)

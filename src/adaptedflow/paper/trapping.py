@@ -10,6 +10,7 @@ Proposition 3.1 (3.6) needs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -20,8 +21,10 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ..cost import cost, grad_x_cost, outputs_and_jacobian
-from ..network import mlp, num_params, output_bias_jacobian
-from ..validation import validate_data
+from ..flows import adapted_direction
+from ..network import init_params, mlp, num_params, output_bias_jacobian
+from ..numerics import EPS
+from ..validation import positive_int, validate_data
 
 
 def rayleigh_quotient(D: jax.Array, grad_x: jax.Array) -> jax.Array:
@@ -57,18 +60,47 @@ def bias_column_norm_bound(N: int) -> float:
     The columns of D for b_{L+1} are e_q ⊗ 1_N (∂x_j/∂b_{L+1} = 1_Q for every j), of norm
     √N, and ‖D‖_op ≥ the norm of any column; so U = {‖D‖_op ≤ λ} is empty for λ < √N.
     """
-    if not isinstance(N, (int, np.integer)) or N < 1:
-        raise ValueError(f"`N` must be a positive integer; got {N!r}.")
-    return float(np.sqrt(N))
+    return float(np.sqrt(positive_int(N, "N")))
 
 
-@functools.lru_cache(maxsize=None)
-def mlp_without_output_bias(widths: tuple[int, ...], activation: str = "tanh"):
+@dataclasses.dataclass(frozen=True)
+class MLPWithoutOutputBias:
     r"""The MLP output map of `adaptedflow.mlp` with b_{L+1} = 0 removed from θ (K = K_mlp − Q).
 
-    θ lists W_1, b_1, …, W_{L+1} in the order of (1.5), without the final Q biases.
-    The same `(widths, activation)` returns the same function object (compiled solvers
-    are cached on it).
+    θ lists W_1, b_1, …, W_{L+1} in the order of (1.5), without the final Q biases.  A
+    frozen value, equal (and equally hashed) for equal `(widths, activation)`, so solvers
+    compiled for it are reused.  It is not an `adaptedflow.MLP`: the structured kernel,
+    which assumes the output bias, does not apply to it.
+
+    Attributes:
+        widths: `(M, M_1, …, M_L, Q)`.  activation: as in `adaptedflow.mlp`.
+    """
+
+    widths: tuple[int, ...]
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", mlp(self.widths, self.activation).widths)
+
+    def __call__(self, theta: jax.Array, X: jax.Array) -> jax.Array:
+        """x[θ] of shape `(QN,)` for θ of shape `(K_mlp − Q,)` and X of shape `(N, M)`."""
+        Q = self.widths[-1]
+        full = mlp(self.widths, self.activation)
+        return full(jnp.concatenate([theta, jnp.zeros((Q,), dtype=theta.dtype)]), X)
+
+    @property
+    def num_params(self) -> int:
+        """K = K_mlp − Q, the length of θ."""
+        return num_params(self.widths) - self.widths[-1]
+
+    @property
+    def __name__(self) -> str:
+        """A readable name, e.g. ``mlp[2, 3, 1]_tanh_no_output_bias``."""
+        return mlp(self.widths, self.activation).__name__ + "_no_output_bias"
+
+
+def mlp_without_output_bias(widths: tuple[int, ...], activation: str = "tanh") -> MLPWithoutOutputBias:
+    r"""The output map of an MLP without output bias b_{L+1}, as a `MLPWithoutOutputBias` value.
 
     Args:
         widths: tuple `(M, M_1, …, M_L, Q)`.
@@ -77,16 +109,7 @@ def mlp_without_output_bias(widths: tuple[int, ...], activation: str = "tanh"):
     Returns:
         `output_map(theta, X) -> x`, `theta` of shape `(K_mlp − Q,)`, `x` of shape `(QN,)`.
     """
-    full = mlp(tuple(widths), activation)
-    Q = full.widths[-1]
-
-    def output_map(theta, X):
-        return full(jnp.concatenate([theta, jnp.zeros((Q,), dtype=theta.dtype)]), X)
-
-    output_map.widths = full.widths  # type: ignore[attr-defined]
-    output_map.num_params = num_params(full.widths) - Q  # type: ignore[attr-defined]
-    output_map.__name__ = full.__name__ + "_no_output_bias"
-    return output_map
+    return MLPWithoutOutputBias(tuple(widths), activation)
 
 
 class ArclengthOrbit(NamedTuple):
@@ -117,34 +140,44 @@ class ArclengthOrbit(NamedTuple):
     n_steps: int
 
 
-@functools.lru_cache(maxsize=32)
-def _arclength_solver(output_map, rtol, atol, max_steps):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _solve_arclength(output_map, rtol: float, atol: float, max_steps: int, y0, X, Y, s1):
+    """Tsit5 with dense output on (θ, ℓ); compiled once per output map and tolerances."""
     def field(s, y, args):
         X, Y = args
         x, D = outputs_and_jacobian(output_map, y[:-1], X)
         v = -D.T @ grad_x_cost(x, Y)
         return jnp.concatenate([v, jnp.linalg.norm(v)[None]])
 
-    def diagnostics(theta, X, Y):
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(field), diffrax.Tsit5(), t0=0.0, t1=s1, dt0=None, y0=y0, args=(X, Y),
+        saveat=diffrax.SaveAt(dense=True, t1=True),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps, throw=False)
+
+
+_evaluate = jax.jit(lambda sol, s: sol.evaluate(s))
+_evaluate_many = jax.jit(lambda sol, s: jax.vmap(sol.evaluate)(s))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _arclength_diagnostics(output_map, thetas, X, Y):
+    def one(theta):
         x, D = outputs_and_jacobian(output_map, theta, X)
         g = grad_x_cost(x, Y)
         return cost(x, Y), operator_norm(D), rayleigh_quotient(D, g), standard_output_speed(D, g)
 
-    @jax.jit
-    def solve(y0, X, Y, s1):
-        return diffrax.diffeqsolve(
-            diffrax.ODETerm(field), diffrax.Tsit5(), t0=0.0, t1=s1, dt0=None, y0=y0, args=(X, Y),
-            saveat=diffrax.SaveAt(dense=True, t1=True),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            max_steps=max_steps, throw=False)
+    return jax.vmap(one)(thetas)
 
-    evaluate = jax.jit(lambda sol, s: sol.evaluate(s))
-    evaluate_many = jax.jit(lambda sol, s: jax.vmap(sol.evaluate)(s))
-    diag = jax.jit(jax.vmap(diagnostics, in_axes=(0, None, None)))
-    opnorm_at = jax.jit(lambda sol, s, X: operator_norm(outputs_and_jacobian(output_map, sol.evaluate(s)[:-1], X)[1]))
-    opnorm_many = jax.jit(lambda sol, s, X: jax.vmap(lambda t: operator_norm(
-        outputs_and_jacobian(output_map, sol.evaluate(t)[:-1], X)[1]))(s))
-    return solve, evaluate, evaluate_many, diag, opnorm_at, opnorm_many
+
+@functools.partial(jax.jit, static_argnums=0)
+def _opnorm_at(output_map, sol, s, X):
+    return operator_norm(outputs_and_jacobian(output_map, sol.evaluate(s)[:-1], X)[1])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _opnorm_many(output_map, sol, s, X):
+    return jax.vmap(lambda t: operator_norm(outputs_and_jacobian(output_map, sol.evaluate(t)[:-1], X)[1]))(s)
 
 
 def integrate_standard_arclength(output_map, theta0, X, Y, *, lam: float, s1: float, ts=None, n_save: int = 401,
@@ -189,28 +222,27 @@ def integrate_standard_arclength(output_map, theta0, X, Y, *, lam: float, s1: fl
     if output_map(theta0, X).shape != (Y.size,):
         raise ValueError(f"`output_map(theta0, X)` must have shape ({Y.size},) = (QN,) to match `Y` {Y.shape}.")
 
-    solve, evaluate, evaluate_many, diag, opnorm_at, opnorm_many = _arclength_solver(output_map, float(rtol), float(atol), int(max_steps))
     y0 = jnp.concatenate([theta0, jnp.zeros((1,))])
-    sol = solve(y0, X, Y, jnp.asarray(float(s1)))
+    sol = _solve_arclength(output_map, float(rtol), float(atol), int(max_steps), y0, X, Y, jnp.asarray(float(s1)))
     if sol.result != diffrax.RESULTS.successful:
         raise RuntimeError(f"`integrate_standard_arclength` failed before s1 = {s1}: {diffrax.RESULTS[sol.result]}. "
                            f"Raise `max_steps` (now {max_steps}) or loosen rtol/atol.")
     step_ts = np.asarray(sol.interpolation.ts)
     step_ts = step_ts[np.isfinite(step_ts)]
     grid = np.unique(np.concatenate([ts, step_ts]))
-    ys = np.asarray(evaluate_many(sol, jnp.asarray(ts)))
-    C, opn, rq, sp = (np.asarray(a) for a in diag(jnp.asarray(ys[:, :-1]), X, Y))
-    f = np.asarray(opnorm_many(sol, jnp.asarray(grid), X)) - lam
+    ys = np.asarray(_evaluate_many(sol, jnp.asarray(ts)))
+    C, opn, rq, sp = (np.asarray(a) for a in _arclength_diagnostics(output_map, jnp.asarray(ys[:, :-1]), X, Y))
+    f = np.asarray(_opnorm_many(output_map, sol, jnp.asarray(grid), X)) - lam
     crossings = []
     for i in np.nonzero(np.sign(f[:-1]) * np.sign(f[1:]) < 0)[0]:
-        g = lambda s: float(opnorm_at(sol, jnp.asarray(s), X)) - lam
-        crossings.append(brentq(g, grid[i], grid[i + 1], xtol=event_tol, rtol=4 * np.finfo(float).eps))
+        g = lambda s: float(_opnorm_at(output_map, sol, jnp.asarray(s), X)) - lam
+        crossings.append(brentq(g, grid[i], grid[i + 1], xtol=event_tol, rtol=4 * EPS))
     crossings = np.asarray(crossings)
     # maximal intervals inside U
     bounds = np.concatenate([[0.0], crossings, [float(s1)]])
     inside0 = f[0] <= 0
-    ell = lambda s: float(evaluate(sol, jnp.asarray(s))[-1])
-    cost_at = lambda s: float(cost(output_map(evaluate(sol, jnp.asarray(s))[:-1], X), Y))
+    ell = lambda s: float(_evaluate(sol, jnp.asarray(s))[-1])
+    cost_at = lambda s: float(cost(output_map(_evaluate(sol, jnp.asarray(s))[:-1], X), Y))
     intervals = []
     for k in range(len(bounds) - 1):
         if (k % 2 == 0) == inside0:
@@ -342,3 +374,137 @@ def search_equilibrium(output_map, theta0, X, Y, *, grad_stop: float, s_first: f
         grad_norm=grad(th), residual=float(jnp.linalg.norm(x - Y.reshape(-1))),
         singular_values=np.linalg.svd(np.asarray(D), compute_uv=False), QN=int(Y.size), N=int(X.shape[0]),
         max_abs_theta=float(np.max(np.abs(th))))
+
+
+# ---------------------------------------------------------------------------------------------
+# the analyses of chapter 06 (one call each)
+
+
+class TrappingExample(NamedTuple):
+    r"""The trapping example of §3: labels orthogonal to every affine function of the inputs.
+
+    Attributes:
+        X: inputs, shape `(N, 2)`.  Y: targets, shape `(N, 1)`, with |y|² = N (C(θ = 0) = 1/2).
+        widths: `(2, M_1, 1)`.  output_map: `mlp_without_output_bias(widths)`.
+        theta0: θ(0), shape `(K,)`, K = K_mlp − 1.
+        affine_residual: |Aᵀy| with A = [1, X] (zero up to rounding).
+    """
+
+    X: jax.Array
+    Y: jax.Array
+    widths: tuple
+    output_map: object
+    theta0: jax.Array
+    affine_residual: float
+
+
+def trapping_example(key, N: int, hidden: int, init_scale: float) -> TrappingExample:
+    r"""Data and θ(0) on which the standard flow (1.9) stalls: a near-linear net and non-affine labels.
+
+    X ~ N(0, 1) of shape (N, 2) from `key`; y ~ N(0, 1_N) from fold_in(key, 1), projected
+    off the affine functions [1, X] of the inputs and scaled to |y|² = N; a tanh MLP
+    (2, hidden, 1) without output bias, θ(0) = `init_params`(fold_in(key, 2), scale=init_scale)
+    without its last entry.  At small `init_scale` the network is almost affine in its
+    inputs, so it can hardly lower the cost at first (the plateau of Proposition 3.1).
+
+    Args:
+        key: a `jax.random` key.  N: number of inputs (≥ 4).  hidden: hidden width.
+        init_scale: scale of θ(0).
+
+    Returns:
+        A `TrappingExample`.
+    """
+    N, hidden = positive_int(N, "N"), positive_int(hidden, "hidden")
+    X = jax.random.normal(key, (N, 2), dtype=jnp.float64)
+    A = np.c_[np.ones(N), np.asarray(X)]                     # affine functions of the inputs
+    y = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (N,), dtype=jnp.float64))
+    y = y - A @ np.linalg.lstsq(A, y, rcond=None)[0]        # labels ⟂ affine functions
+    y = y * np.sqrt(N) / np.linalg.norm(y)                   # |y|² = N, so C(θ=0) = 1/2
+    widths = (2, hidden, 1)
+    net = mlp_without_output_bias(widths)
+    theta0 = init_params(jax.random.fold_in(key, 2), widths, scale=init_scale)[:net.num_params]
+    return TrappingExample(X, jnp.asarray(y[:, None]), widths, net, theta0, float(np.linalg.norm(A.T @ y)))
+
+
+class OrbitDiagnostics(NamedTuple):
+    r"""Spectral quantities of D along saved θ of an orbit (see `orbit_diagnostics`).
+
+    Attributes:
+        D: Jacobians, shape `(T, QN, K)`.  opnorm: ‖D‖_op (3.4), shape `(T,)`.
+        rayleigh: the quotient ρ of (3.1), shape `(T,)`.
+        adapted_speed: |D·(adapted direction)| = |∂_s x| of the adapted flow (1.31), shape `(T,)`.
+    """
+
+    D: np.ndarray
+    opnorm: np.ndarray
+    rayleigh: np.ndarray
+    adapted_speed: np.ndarray
+
+
+def orbit_diagnostics(output_map, thetas, X, Y) -> OrbitDiagnostics:
+    r"""‖D‖_op, the Rayleigh quotient ρ (3.1) and the adapted output speed at each saved θ.
+
+    Args:
+        output_map: `output_map(theta, X) -> x`.  thetas: saved θ as rows, shape `(T, K)`.
+        X: inputs `(N, M)`.  Y: targets `(N, Q)`.
+
+    Returns:
+        An `OrbitDiagnostics` (NumPy arrays).
+    """
+    x, D = jax.vmap(lambda t: outputs_and_jacobian(output_map, t, X))(jnp.asarray(thetas))
+    g = jax.vmap(grad_x_cost, in_axes=(0, None))(x, Y)
+    speed = jax.vmap(lambda D, g: jnp.linalg.norm(D @ adapted_direction(D, g)))(D, g)
+    return OrbitDiagnostics(np.asarray(D), np.asarray(jax.vmap(operator_norm)(D)),
+                            np.asarray(jax.vmap(rayleigh_quotient)(D, g)), np.asarray(speed))
+
+
+def lemma_3_2_problems(X, Y) -> dict:
+    r"""Two problems with non-global equilibria (Lemma 3.2): XOR on [2, 1, 1], duplicated inputs on [2, 8, 1].
+
+    XOR: the four corners of [−1, 1]² with labels ξ₁ξ₂.  Duplicates: the first six inputs of
+    `X` with the second set equal to the first, and the first two labels of `Y[:, 0]` set to
+    +1 and −1 (the same input with two labels: C > 0 at every θ).
+
+    Args:
+        X: inputs, shape `(N, 2)`, N ≥ 6.  Y: targets, shape `(N, 1)`.
+
+    Returns:
+        `{name: (widths, X, Y)}` with shapes `(4, 2)`, `(4, 1)` and `(6, 2)`, `(6, 1)`.
+    """
+    X_xor = jnp.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    Xd = np.array(X[:6])
+    Xd[1] = Xd[0]
+    yd = np.array(np.asarray(Y)[:6, 0])
+    yd[0], yd[1] = 1.0, -1.0
+    return {"XOR [2,1,1]": ((2, 1, 1), X_xor, (X_xor[:, 0] * X_xor[:, 1])[:, None]),
+            "duplicate [2,8,1]": ((2, 8, 1), jnp.asarray(Xd), jnp.asarray(yd[:, None]))}
+
+
+def equilibrium_searches(problems: dict, key, n_inits: int, *, grad_stop: float, s_first: float, s_max: float,
+                         keep_grad: float = 1e-9, keep_cost: float = 1e-6, rank_rtol: float = 1e-8) -> list[dict]:
+    r"""`search_equilibrium` from `n_inits` random θ(0) per problem, with the keep test and the rank.
+
+    θ(0) = `init_params`(fold_in(key, 100 + i), widths) for init i.
+
+    Args:
+        problems: `{name: (widths, X, Y)}` (e.g. `lemma_3_2_problems`).  key: a `jax.random` key.
+        n_inits: inits per problem.  grad_stop, s_first, s_max: as in `search_equilibrium`.
+        keep_grad, keep_cost: an end point is kept as a non-global equilibrium when
+            |∇_θC| ≤ keep_grad and C > keep_cost.
+        rank_rtol: the numerical rank of D[θ_*] counts σ_k > rank_rtol·σ_1.
+
+    Returns:
+        One dict per run with keys name, i, e (the `EquilibriumSearch`), kept (bool), rank (int).
+
+    References:
+        Lemma 3.2, (3.10).
+    """
+    n_inits = positive_int(n_inits, "n_inits")
+    rows = []
+    for name, (w, Xp, Yp) in problems.items():
+        for i in range(n_inits):
+            e = search_equilibrium(mlp(w), init_params(jax.random.fold_in(key, 100 + i), w), Xp, Yp,
+                                   grad_stop=grad_stop, s_first=s_first, s_max=s_max)
+            rows.append(dict(name=name, i=i, e=e, kept=e.is_equilibrium(keep_grad, keep_cost),
+                             rank=int(np.sum(e.singular_values > rank_rtol * e.singular_values[0]))))
+    return rows
