@@ -1,7 +1,7 @@
 # adaptedflow — the two commands of the README:
 #   make book   create .venv if missing, install the pinned environment, execute every
 #               chapter with papermill, build the HTML into _build/html
-#   make test   unit tests, every chapter at its fast parameters, strict HTML build
+#   make test   ruff, unit tests, every chapter at its fast parameters, strict HTML build
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # multi-threaded OpenBLAS made small Cholesky factorisations 30-500x slower.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: book book-full seeds seeds-full test unit lab install clean help
+.PHONY: book book-full seeds seeds-full test unit lint lab install clean help
 SEEDS ?= 0-19
 FULL_SEEDS ?= 0-3
 
@@ -20,8 +20,9 @@ help:
 	@echo "make book-full  the same at the publication parameters"
 	@echo "make seeds      every chapter at seeds $(SEEDS) (fast): worst margin per claim (not part of make test)"
 	@echo "make seeds-full every chapter at seeds $(FULL_SEEDS) at the publication parameters"
-	@echo "make test       unit tests + every chapter via papermill + strict HTML build"
+	@echo "make test       lint + unit tests + every chapter via papermill + strict HTML build"
 	@echo "make unit       unit tests only"
+	@echo "make lint       ruff on src/ and tests/ (pyflakes, pycodestyle, isort, bugbear)"
 	@echo "make lab        JupyterLab on book/ with the project's kernel (installed on first use)"
 	@echo "make clean      remove _build"
 
@@ -47,11 +48,15 @@ seeds: $(STAMP)
 seeds-full: $(STAMP)
 	$(PY) -m adaptedflow.book --full --seeds $(FULL_SEEDS)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not book"
+
+# The rules live in pyproject.toml ([tool.ruff]); ruff is pinned in requirements-lock.txt.
+lint: $(STAMP)
+	$(PY) -m ruff check src tests
 
 # JupyterLab is not part of the pinned book environment: it is installed on first use.
 lab: $(STAMP)

@@ -59,11 +59,22 @@ def test_least_squares_handles_rank_loss_4_7(rng):
     np.testing.assert_allclose(D @ u, -Pr @ g, rtol=1e-9, atol=1e-12)
 
 
-def test_direction_dispatch_and_unknown_flow(small_problem):
+def test_direction_dispatch_and_unknown_flow(small_problem, rng):
+    """Each flow's direction equals its formula computed here by numpy: −Dᵀg (1.9); the
+    minimum-norm solution of D u = −g (1.30) and (4.6), which `lstsq` returns for a wide D;
+    the least-squares solution of a tall D (5.2)."""
     D, g = _D_g(small_problem)
-    for flow in af.FLOWS:
-        if flow == "adapted-under":
-            continue
-        assert af.direction(flow, D, g).shape == (D.shape[1],)
+    Dn, gn = np.asarray(D), np.asarray(g)
+    np.testing.assert_allclose(af.direction("standard", D, g), -Dn.T @ gn, rtol=1e-12, atol=1e-15)
+    wide = -np.linalg.lstsq(Dn, gn, rcond=None)[0]
+    tol = 100 * max(Dn.shape) * np.linalg.cond(Dn) * np.finfo(float).eps * np.linalg.norm(wide)
+    for flow in ("adapted", "least-squares"):
+        got = np.asarray(af.direction(flow, D, g))
+        assert got.shape == wide.shape and np.linalg.norm(got - wide) <= tol, flow
+    tall, h = rng.normal(size=(12, 5)), rng.normal(size=12)
+    want = -np.linalg.lstsq(tall, h, rcond=None)[0]
+    got = np.asarray(af.direction("adapted-under", jnp.asarray(tall), jnp.asarray(h)))
+    np.testing.assert_allclose(got, want, rtol=100 * np.linalg.cond(tall) ** 2 * np.finfo(float).eps)
+    assert set(af.FLOWS) == {"standard", "adapted", "least-squares", "adapted-under"}
     with pytest.raises(ValueError, match="flow"):
         af.direction("natural", D, g)

@@ -55,7 +55,8 @@ VERDICTS: dict[str, str] = {
 KINDS: dict[str, str] = {
     "identity": "an equation that holds on every instance, to a tolerance from an error analysis",
     "bound": "an inequality that holds on every instance, to a tolerance from an error analysis",
-    "counterexample": "one fixed, constructed instance, the same for every seed, that violates the statement as written",
+    "counterexample": ("one fixed, constructed instance, the same for every seed, that violates the statement "
+                       "as written"),
     "frequency": "k of n random draws, with a Clopper–Pearson interval; a bound on the probability is asserted",
     "convergence": "an orbit integrated until a stated stopping test holds",
 }
@@ -331,7 +332,7 @@ def clear_chapter(chapter: str, directory: Path | None = None) -> None:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|$#])")
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     """Backslash-escape Markdown's (and MyST's math) special characters, so a finding
     such as "s_*(ε)" or "|P_r∇C|" renders as written."""
     return _MD_SPECIAL.sub(r"\\\1", text)
@@ -359,7 +360,7 @@ def verdicts_markdown(records: list[dict]) -> str:
         findings = [f for r in recs for f in r.get("findings", [])]
         text = f"**{labels.get(sid, sid)}: {recs[0]['verdict']}.** Checks: {checks}."
         if findings:
-            text += "\n" + "\n".join(f"- {_md_escape(f)}" for f in findings)
+            text += "\n" + "\n".join(f"- {md_escape(f)}" for f in findings)
         out.append(text)
     return "\n\n".join(out)
 

@@ -402,7 +402,8 @@ def build_html(root: Path, stage: Path) -> int:
     (root / "_build" / "jupyter-book.log").write_text(log)
     if proc.returncode != 0:
         warn = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line or "Error" in line]
-        print("HTML build FAILED; warnings and errors:\n" + "\n".join("  " + w for w in (warn or log.splitlines()[-30:])))
+        shown = warn or log.splitlines()[-30:]
+        print("HTML build FAILED; warnings and errors:\n" + "\n".join("  " + w for w in shown))
     return proc.returncode
 
 
@@ -501,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     alone = [e for e in selected if runs_alone(root / f"{e}.ipynb")]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        done = dict(zip([e for e in selected if e not in alone], pool.map(one, [e for e in selected if e not in alone])))
+        together = [e for e in selected if e not in alone]
+        done = dict(zip(together, pool.map(one, together), strict=True))
     done.update((e, one(e)) for e in alone)             # timing chapters: nothing runs beside them
     rows = [done[e] for e in selected]
     total = time.perf_counter() - t0

@@ -216,7 +216,7 @@ def result_box(records: list[dict], *, mode: str, parameters: dict) -> str:
 def results_at_a_glance(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
     """The index page's summary (MyST markdown): statements by verdict, the ones that fail
     or are vacuous as written and the open questions answered, each with a finding."""
-    from .claims import _md_escape
+    from .claims import md_escape
 
     by_id: dict[str, list[dict]] = {}
     for r in records:
@@ -243,7 +243,7 @@ def results_at_a_glance(records: list[dict], *, chapter_pages: dict[str, str]) -
             else:
                 finding = ([f for r in recs for f in r.get("findings", [])] or [recs[0]["quantity"]])[0]
             page = chapter_pages.get(recs[0]["chapter"], recs[0]["chapter"])
-            lines.append(f"- *{verdict}*: [{labels.get(sid, sid)}]({page}.ipynb): {_md_escape(finding)}")
+            lines.append(f"- *{verdict}*: [{labels.get(sid, sid)}]({page}.ipynb): {md_escape(finding)}")
     return "\n".join(lines) + "\n"
 
 
