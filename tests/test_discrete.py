@@ -40,7 +40,7 @@ def linear_problem():
 def test_identity_model_rate_is_exact(linear_problem, frac):
     X, Y, theta0 = linear_problem
     N = X.shape[0]
-    run = descent("adapted", af.identity_map, theta0, X, Y, step=frac * N, n_steps=_N_LONG, repeats=1)
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=frac * N, n_steps=_N_LONG)
     pred = discrete_cost(run.costs[0], frac * N, N, np.arange(_N_LONG + 1))
     # k steps of rounding, ≈ k·eps·|y_ω| in θ_k − y_ω, stay below 1e-10 relative while C_k ≥ 1e-6 C_0
     keep = pred >= 1e-6 * run.costs[0]
@@ -53,7 +53,7 @@ def test_stopping_steps_exact_within_one_on_identity_model(linear_problem, frac)
     X, Y, theta0 = linear_problem
     N = X.shape[0]
     h = frac * N
-    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG, repeats=1)
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG)
     C0 = run.costs[0]
     for d in range(1, 10):
         eps = C0 * 10.0 ** -d
@@ -65,14 +65,14 @@ def test_stopping_steps_exact_within_one_on_identity_model(linear_problem, frac)
 def test_h_equals_N_is_one_min_norm_gauss_newton_step(linear_problem, small_problem):
     X, Y, theta0 = linear_problem
     N = X.shape[0]
-    run = descent("adapted", af.identity_map, theta0, X, Y, step=float(N), n_steps=1, repeats=1)
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=float(N), n_steps=1)
     np.testing.assert_allclose(run.thetas[1], Y.reshape(-1), atol=1e-14)
     assert run.costs[1] < 1e-28
     assert stopping_steps(run.costs[0], 1e-3 * run.costs[0], N, N) == 1
     # on a network, h = N is θ − D⁺(x − y_ω): the least-norm solution of the linearised equations
     p = small_problem
     Np = p["X"].shape[0]
-    step = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=float(Np), n_steps=1, repeats=1)
+    step = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=float(Np), n_steps=1)
     x, D = af.outputs_and_jacobian(p["net"], p["theta"], p["X"])
     delta = -np.linalg.pinv(np.asarray(D)) @ np.asarray(x - p["Y"].reshape(-1))
     np.testing.assert_allclose(step.thetas[1] - p["theta"], delta, rtol=1e-8, atol=1e-12)
@@ -94,7 +94,7 @@ def test_damping_to_zero_recovers_undamped_step(small_problem):
 def test_damped_identity_model_factor(linear_problem):
     X, Y, theta0 = linear_problem
     N, lam, h = X.shape[0], 0.5, 0.4 * X.shape[0]
-    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG, damping=lam, repeats=1)
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG, damping=lam)
     q = damped_factors(np.ones(10), h, N, lam)
     np.testing.assert_allclose(q, 1 - 0.4 / 1.5)
     k = np.arange(30)
@@ -115,12 +115,12 @@ def test_step_defect_is_second_order(small_problem):
 
 def test_gd_and_adam_decrease_cost(small_problem):
     p = small_problem
-    gd = descent("gd", p["net"], p["theta"], p["X"], p["Y"], step=0.5, n_steps=50, repeats=1,
+    gd = descent("gd", p["net"], p["theta"], p["X"], p["Y"], step=0.5, n_steps=50,
                  test=(p["X"], p["Y"]))
-    adam = descent("adam", p["net"], p["theta"], p["X"], p["Y"], step=1e-2, n_steps=50, repeats=1)
+    adam = descent("adam", p["net"], p["theta"], p["X"], p["Y"], step=1e-2, n_steps=50)
     assert gd.costs[-1] < gd.costs[0] and adam.costs[-1] < adam.costs[0]
     assert gd.costs.shape == (51,) and gd.thetas.shape == (51, p["theta"].shape[0])
-    assert gd.seconds[0] == 0 and gd.seconds[-1] > 0 and gd.train_accuracy == gd.test_accuracy
+    assert gd.train_accuracy == gd.test_accuracy
     np.testing.assert_allclose(gd.costs[0], af.cost(p["net"](p["theta"], p["X"]), p["Y"]), rtol=1e-14)
 
 
@@ -209,7 +209,7 @@ def test_interleaved_timing_is_round_robin_and_times_whole_runs(linear_problem):
             assert secs[i, r] >= stamps[-1] - stamps[0] + pause
     common = dict(output_map=af.identity_map, theta0=theta0, X=X, Y=Y, n_steps=_N_LONG)
     with pytest.raises(ValueError, match="must be < 2N"):
-        interleaved_run_seconds([dict(method="adapted", step=100.0, **common)], repeats=1)
+        interleaved_run_seconds([dict(method="adapted", step=100.0, **common)])
 
 
 @pytest.mark.parametrize("damping", [None, 1e-3])
@@ -220,8 +220,8 @@ def test_structured_and_dense_adapted_runs_agree(damping):
     net, theta = af.mlp(widths), af.init_params(jax.random.PRNGKey(2), widths)
     X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(3), 5, 3, 2)
     wrapped = lambda t, X: net(t, X)
-    a = af.descent("adapted", net, theta, X, Y, step=1.0, n_steps=8, damping=damping, repeats=1)
-    b = af.descent("adapted", wrapped, theta, X, Y, step=1.0, n_steps=8, damping=damping, repeats=1)
+    a = af.descent("adapted", net, theta, X, Y, step=1.0, n_steps=8, damping=damping)
+    b = af.descent("adapted", wrapped, theta, X, Y, step=1.0, n_steps=8, damping=damping)
     np.testing.assert_allclose(a.thetas, b.thetas, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(a.costs, b.costs, rtol=1e-9, atol=1e-300)
 
@@ -250,7 +250,7 @@ from adaptedflow.paper.discrete import (  # noqa: E402
 def test_rate_deviation_is_zero_at_k0_and_tiny_on_identity_model(linear_problem):
     X, Y, theta0 = linear_problem
     N, h = X.shape[0], 0.3 * X.shape[0]
-    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG, repeats=1)
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=_N_LONG)
     dev = rate_deviation(run.costs, h, N)
     assert dev[0] == 0.0
     keep = run.costs >= 1e-6 * run.costs[0]
@@ -261,7 +261,7 @@ def test_rate_bound_dominates_deviation_on_network(small_problem):
     p = small_problem
     N = p["X"].shape[0]
     h = 0.05 * N
-    run = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=h, n_steps=30, repeats=1)
+    run = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=h, n_steps=30)
     rb = rate_bound(p["net"], run.thetas, p["X"], p["Y"], h, n_forward=sum(p["widths"]))
     dev = rate_deviation(run.costs, h, N)
     assert rb.taylor.shape == rb.total.shape == (31,) and rb.per_step.shape == (30,)
@@ -276,7 +276,7 @@ def test_rate_bound_dominates_deviation_on_network(small_problem):
 def test_rate_bound_on_identity_map_is_rounding_only(linear_problem):
     X, Y, theta0 = linear_problem
     N, h = X.shape[0], 0.2 * X.shape[0]
-    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=20, repeats=1)
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=h, n_steps=20)
     rb = rate_bound(af.identity_map, run.thetas, X, Y, h, n_forward=1)
     assert np.all(rb.taylor < 1e-12)          # x'' = x''' = 0; only the solve residual remains
     assert np.all(rate_deviation(run.costs, h, N)[:21] <= rb.total + 1e-13)
@@ -296,11 +296,11 @@ def test_stopping_margin_closed_form():
 def test_damped_band_excess_is_zero_on_identity_model(linear_problem):
     X, Y, theta0 = linear_problem
     N = X.shape[0]
-    run = descent("adapted", af.identity_map, theta0, X, Y, step=0.4 * N, n_steps=_N_LONG, damping=0.5, repeats=1)
+    run = descent("adapted", af.identity_map, theta0, X, Y, step=0.4 * N, n_steps=_N_LONG, damping=0.5)
     excess, band = damped_band_excess(af.identity_map, run, X, Y, floor=1e-10)
     assert excess.size > 5 and np.all(excess <= 1.0)
     np.testing.assert_allclose(band[0], [1 - 0.4 / 1.5] * 2)
-    gd = descent("gd", af.identity_map, theta0, X, Y, step=0.1, n_steps=3, repeats=1)
+    gd = descent("gd", af.identity_map, theta0, X, Y, step=0.1, n_steps=3)
     with pytest.raises(ValueError, match="adapted-descent run"):
         damped_band_excess(af.identity_map, gd, X, Y)
 
@@ -321,7 +321,7 @@ def test_wine_problem_is_a_deterministic_stratified_split():
 def test_gauss_newton_counterexample_raises_the_cost():
     gn = gauss_newton_counterexample()
     N = gn.X.shape[0]
-    run = descent("adapted", gn.net, gn.theta0, gn.X, gn.Y, step=float(N), n_steps=1, repeats=1)
+    run = descent("adapted", gn.net, gn.theta0, gn.X, gn.Y, step=float(N), n_steps=1)
     assert stopping_steps(run.costs[0], 1e-6 * run.costs[0], float(N), N) == 1
     assert run.costs[1] > run.costs[0]
 
@@ -346,7 +346,6 @@ def test_censored_steps_and_accuracy_band():
 def _fake_run(method, costs, train=1.0, test=0.9):
     costs = np.asarray(costs, dtype=float)
     return DescentRun(method=method, step=1.0, damping=None, costs=costs, thetas=np.zeros((costs.size, 1)),
-                      seconds=np.zeros(costs.size), step_seconds=0.0, run_seconds=np.ones(1), compile_seconds=0.0,
                       train_accuracy=train, test_accuracy=test)
 
 
@@ -379,7 +378,7 @@ def test_second_order_prediction_is_third_order_accurate(small_problem):
     devs = []
     for f in (0.02, 0.04):
         h = f * N
-        run = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=h, n_steps=10, repeats=1)
+        run = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=h, n_steps=10)
         rb = rate_bound(p["net"], run.thetas, p["X"], p["Y"], h, n_forward=sum(p["widths"]))
         d3 = second_order_deviation(run.costs, rb.predicted)
         assert d3[0] == 0.0 and np.all(d3 <= rb.third)
@@ -562,11 +561,10 @@ def test_descent_compiles_once_per_equal_network_and_traces_step_and_damping(sma
     from adaptedflow.descent import compiled_run
 
     p = small_problem
-    a = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=1.0, n_steps=4, damping=1e-3, repeats=1)
+    a = descent("adapted", p["net"], p["theta"], p["X"], p["Y"], step=1.0, n_steps=4, damping=1e-3)
     before = compiled_run._cache_size()
-    b = descent("adapted", af.mlp(p["widths"]), p["theta"], p["X"], p["Y"], step=2.0, n_steps=4, damping=1e-2,
-                repeats=1)
+    b = descent("adapted", af.mlp(p["widths"]), p["theta"], p["X"], p["Y"], step=2.0, n_steps=4, damping=1e-2)
     assert compiled_run._cache_size() == before and not np.array_equal(a.costs, b.costs)
     fmap = lambda theta, X: p["net"](theta, X)
-    c = descent("adapted", fmap, p["theta"], p["X"], p["Y"], step=2.0, n_steps=4, damping=1e-2, repeats=1)
+    c = descent("adapted", fmap, p["theta"], p["X"], p["Y"], step=2.0, n_steps=4, damping=1e-2)
     np.testing.assert_allclose(c.costs, b.costs, rtol=1e-10)

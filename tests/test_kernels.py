@@ -200,7 +200,7 @@ def test_mlp_without_hidden_layer_runs_on_every_path():
     assert info.method == "structured" and _rel(u, ref) <= 1e-12
     orbit = af.integrate_flow("adapted", net, theta, X, Y, s1=1.0, n_save=3)
     assert orbit.stop == "s1"
-    run = af.descent("adapted", net, theta, X, Y, step=0.5, n_steps=3, repeats=1)
+    run = af.descent("adapted", net, theta, X, Y, step=0.5, n_steps=3)
     assert np.all(np.diff(run.costs) < 0)
 
 

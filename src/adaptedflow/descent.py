@@ -16,15 +16,14 @@ x − y_ω along an eigenvector of D Dᵀ with eigenvalue σ² by 1 − (h/N)·�
 
 Every run is one `jax.lax.scan` (`compiled_run`), compiled once per (output map, method,
 shapes, number of steps) and reused for any step size, damping or learning rate (they are
-traced arguments).  Wall-clock times are medians over repeats of the compiled run, compile
-time excluded and reported apart.  The Taylor analysis of the step and the race against
+traced arguments).  Nothing here reads a clock: runs are timed by
+`adaptedflow.book.bench.interleaved_run_seconds`.  The Taylor analysis of the step and the race against
 gradient descent and Adam are in `adaptedflow.paper.discrete`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from typing import NamedTuple
 
 import jax
@@ -54,10 +53,6 @@ class DescentRun(NamedTuple):
         damping: λ of the damped variant (None: undamped; only for `"adapted"`).
         costs: C_k = C[x[θ_k]], k = 0..n, shape `(n + 1,)`.
         thetas: θ_k, shape `(n + 1, K)`.
-        seconds: wall-clock seconds to reach step k, k·(median run time)/n, shape `(n + 1,)`.
-        step_seconds: median run time / n (every step costs the same: fixed shapes).
-        run_seconds: the wall-clock time of each timed repeat of the whole run, shape `(repeats,)`.
-        compile_seconds: time to trace and compile the run (not in `seconds`).
         train_accuracy, test_accuracy: fraction of inputs whose largest output is at their
             label, at θ_n (NaN where no data were given).
     """
@@ -67,10 +62,6 @@ class DescentRun(NamedTuple):
     damping: float | None
     costs: np.ndarray
     thetas: np.ndarray
-    seconds: np.ndarray
-    step_seconds: float
-    run_seconds: np.ndarray
-    compile_seconds: float
     train_accuracy: float
     test_accuracy: float
 
@@ -209,8 +200,8 @@ def classification_accuracy(output_map, theta, X, labels) -> float:
 
 
 def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int, damping: float | None = None,
-            test: tuple | None = None, repeats: int = 3) -> DescentRun:
-    r"""Run a discrete optimiser for `n_steps` steps from θ_0, timed.
+            test: tuple | None = None) -> DescentRun:
+    r"""Run a discrete optimiser for `n_steps` steps from θ_0.
 
     Methods (`METHODS`): ``"adapted"``, θ_{k+1} = θ_k − h D⁺∇_x C (explicit Euler of (1.30);
     with `damping` λ, D⁺ → Dᵀ(D Dᵀ + λ1)⁻¹); ``"gd"``, θ_{k+1} = θ_k − η ∇_θ C (Euler of
@@ -219,8 +210,8 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
     u = −Dᵀα is one VJP), else from D by reverse mode.
 
     The run is compiled once per (method, output map, n_steps, damped or not) and shapes;
-    `step` and `damping` are traced.  It is timed `repeats` times after compiling; the
-    median is reported.
+    `step` and `damping` are traced.  It reads no clock: `adaptedflow.book.bench`'s
+    `interleaved_run_seconds` times runs (compiled by the same `compiled_run`).
 
     Args:
         method: a key of `METHODS`.
@@ -232,7 +223,6 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         n_steps: number of steps n ≥ 1.
         damping: λ ≥ 0 for damped adapted descent; None (default) for undamped.
         test: optional `(X_test, Y_test)`, shapes `(N', M)`, `(N', Q)`, for test accuracy.
-        repeats: timed repetitions (the median is reported), ≥ 1.
 
     Returns:
         A `DescentRun`; `costs` has C_0..C_n.
@@ -245,7 +235,6 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
     theta0, X, Y = validate_data(theta0, X, Y)
     N = X.shape[0]
     n_steps = positive_int(n_steps, "n_steps")
-    repeats = positive_int(repeats, "repeats")
     damping = check_damping(damping)
     if method == "adapted":
         step = check_step(step, N)
@@ -265,15 +254,7 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         _optax()                                 # a clear ImportError before tracing
     args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
     static = dict(method=method, output_map=output_map, n_steps=n_steps, damped=damping is not None)
-    t0 = time.perf_counter()
-    compiled = compiled_run.lower(*args, **static).compile()
-    compile_seconds = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        costs, thetas = jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    step_seconds = float(np.median(times)) / n_steps
+    costs, thetas = compiled_run(*args, **static)
     costs, thetas = np.asarray(costs), np.asarray(thetas)
     labels = np.argmax(np.asarray(Y), axis=1)
     train_acc = classification_accuracy(output_map, thetas[-1], X, labels)
@@ -284,7 +265,5 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         require_shape(Yt, (Xt.shape[0], Y.shape[1]), "test[1]", "One target row per test input.")
         test_acc = classification_accuracy(output_map, thetas[-1], Xt, np.argmax(np.asarray(Yt), axis=1))
     return DescentRun(method=method, step=float(step), damping=damping, costs=costs, thetas=thetas,
-                      seconds=step_seconds * np.arange(n_steps + 1), step_seconds=step_seconds,
-                      run_seconds=np.asarray(times),
-                      compile_seconds=compile_seconds, train_accuracy=train_acc, test_accuracy=test_acc)
+                      train_accuracy=train_acc, test_accuracy=test_acc)
 

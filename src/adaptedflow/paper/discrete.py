@@ -473,7 +473,7 @@ def small_step_runs(output_map, theta0, X, Y, fracs, *, n_steps: int, n_forward:
     out = {}
     for f in fracs:
         h = f * N
-        run = descent("adapted", output_map, theta0, X, Y, step=h, n_steps=n_steps, repeats=1)
+        run = descent("adapted", output_map, theta0, X, Y, step=h, n_steps=n_steps)
         rb = rate_bound(output_map, run.thetas, X, Y, h, n_forward=n_forward)
         out[f] = SmallStepRun(run=run, deviation=rate_deviation(run.costs, h, N), bound=rb,
                               second_order=second_order_deviation(run.costs, rb.predicted))
@@ -517,7 +517,7 @@ def linearised_stopping(x0, X, Y, C0: float, eps, fracs) -> StoppingTable:
     err, rows = 0, []
     for f in fracs:
         h = f * N
-        lin = descent("adapted", identity_map, x0, X, Y, step=h, n_steps=n_lin, repeats=1)
+        lin = descent("adapted", identity_map, x0, X, Y, step=h, n_steps=n_lin)
         meas = [first_step_below(lin.costs, e) for e in eps]
         pred = [stopping_steps(C0, e, h, N) for e in eps]
         err = max(err, max(abs(a - b) for a, b in zip(meas, pred, strict=True)))
@@ -683,8 +683,7 @@ def damped_study(output_map, theta0, X, Y, fracs, *, sigma_min: float, h: float,
         lam = c * sigma_min ** 2
         if c:
             ratio = max(ratio, step_defect(output_map, theta0, X, Y, defect_steps, damping=lam).taylor_ratio)
-        run = descent("adapted", output_map, theta0, X, Y, step=h, n_steps=n_steps, damping=lam if c else None,
-                      repeats=1)
+        run = descent("adapted", output_map, theta0, X, Y, step=h, n_steps=n_steps, damping=lam if c else None)
         excess, band = damped_band_excess(output_map, run, X, Y, floor=floor)
         n_in, n_widened, n_band = n_in + int(np.sum(excess == 0)), n_widened + int(np.sum(excess <= 1)), \
             n_band + excess.size
@@ -794,7 +793,7 @@ def gauss_newton_check(*, n_steps: int, target_decade: int) -> GaussNewtonCheck:
     """
     gn = gauss_newton_counterexample()
     N = gn.X.shape[0]
-    run = descent("adapted", gn.net, gn.theta0, gn.X, gn.Y, step=float(N), n_steps=n_steps, repeats=1)
+    run = descent("adapted", gn.net, gn.theta0, gn.X, gn.Y, step=float(N), n_steps=n_steps)
     return GaussNewtonCheck(problem=gn, run=run, ratio=float(run.costs[1] / run.costs[0]),
                             steps_to_target=first_step_below(run.costs, 10.0 ** -target_decade * run.costs[0]))
 
@@ -816,7 +815,7 @@ def tune_learning_rate(method: str, output_map, theta0, X, Y, lrs, *, n_steps: i
     lrs = [float(lr) for lr in lrs]
     if not lrs:
         raise ValueError("`lrs` must hold at least one learning rate.")
-    final = np.array([descent(method, output_map, theta0, X, Y, step=lr, n_steps=n_steps, repeats=1).costs[-1]
+    final = np.array([descent(method, output_map, theta0, X, Y, step=lr, n_steps=n_steps).costs[-1]
                       for lr in lrs])
     final = np.where(np.isfinite(final), final, np.inf)
     return lrs[int(np.argmin(final))], final
@@ -875,7 +874,7 @@ def race_runs(specs: dict, output_map, theta0, X, Y, *, test=None) -> dict:
     Returns:
         name → `DescentRun`.
     """
-    return {name: descent(**sp, output_map=output_map, theta0=theta0, X=X, Y=Y, test=test, repeats=1)
+    return {name: descent(**sp, output_map=output_map, theta0=theta0, X=X, Y=Y, test=test)
             for name, sp in specs.items()}
 
 
@@ -908,9 +907,9 @@ def split_comparison(seed: int, n_train: int, hidden, *, init_scale: float, h_fr
     p = wine_problem(seed, n_train, hidden, init_scale)
     N = p.X.shape[0]
     test = (p.X_test, p.Y_test)
-    ad = [descent("adapted", p.net, p.theta0, p.X, p.Y, step=f * N, n_steps=n_adapted, test=test, repeats=1)
+    ad = [descent("adapted", p.net, p.theta0, p.X, p.Y, step=f * N, n_steps=n_adapted, test=test)
           for f in h_fracs]
-    base = [descent(m, p.net, p.theta0, p.X, p.Y, step=lrs[m], n_steps=n_baseline, test=test, repeats=1)
+    base = [descent(m, p.net, p.theta0, p.X, p.Y, step=lrs[m], n_steps=n_baseline, test=test)
             for m in ("gd", "adam")]
     eps = 10.0 ** -target_decade
     ka = [censored_steps(r.costs, eps * r.costs[0]) for r in ad]
