@@ -126,4 +126,4 @@ def test_adam_without_optax_names_the_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "optax", None)                 # `import optax` now raises ImportError
     with pytest.raises(ImportError, match=r"needs optax.*`bench` or `book` extra"):
-        af.descent("adam", NET, THETA, X, Y, step=1e-2, n_steps=2, repeats=1)
+        af.descent("adam", NET, THETA, X, Y, step=1e-2, n_steps=2)

@@ -30,9 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .cost import cost, outputs_and_jacobian
-from .flows import adapted_direction
-from .kernels import is_structured, linearize_outputs, structured_gram_solve
+from .cost import cost, grad_x_cost, outputs_and_jacobian
+from .kernels import DirectionOptions, direction_with_info, is_structured, linearize_outputs, structured_gram_solve
 from .linalg import gram_solve
 from .validation import as_float64, positive_int, require_shape, validate_data
 
@@ -131,25 +130,28 @@ def _optax():
     return optax
 
 
-def _run(theta0, X, Y, step, lam, *, method: str, output_map, n_steps: int, damped: bool):
+def _run(theta0, X, Y, step, lam, *, method: str, output_map, n_steps: int, damped: bool,
+         options: DirectionOptions | None = None):
     """`n_steps` steps of `method` from θ_0: `(costs (n+1,), thetas (n+1, K))` (see `compiled_run`)."""
 
     def loss(theta):
         return cost(output_map(theta, X), Y)
 
-    if method == "adapted" and is_structured(output_map):
-        def update(theta, state):                    # layer-wise kernel: no D (`kernels`)
+    if method == "adapted" and not damped:
+        def update(theta, state):                    # −D⁺∇ₓC by the method of `options` (`kernels`)
+            u = direction_with_info(output_map, "adapted", options, theta, X, Y).u
+            return theta + step * u, state, loss(theta)
+        state0 = ()
+    elif method == "adapted" and options.method == "structured":
+        def update(theta, state):                    # layer-wise kernel of D Dᵀ + λ1: no D
             x, Dt, Dv = linearize_outputs(output_map, theta, X)
-            g = (x - Y.reshape(-1)) / Y.shape[0]
-            alpha, _ = structured_gram_solve(output_map, theta, X, g, Dt, Dv, lam if damped else None)
+            alpha, _ = structured_gram_solve(output_map, theta, X, grad_x_cost(x, Y), Dt, Dv, lam)
             return theta - step * Dt(alpha), state, cost(x, Y)
         state0 = ()
     elif method == "adapted":
         def update(theta, state):
             x, D = outputs_and_jacobian(output_map, theta, X)
-            g = (x - Y.reshape(-1)) / Y.shape[0]
-            v = damped_adapted_direction(D, g, lam) if damped else adapted_direction(D, g)
-            return theta + step * v, state, cost(x, Y)
+            return theta + step * damped_adapted_direction(D, grad_x_cost(x, Y), lam), state, cost(x, Y)
         state0 = ()
     elif method == "gd":
         def update(theta, state):
@@ -178,11 +180,12 @@ def _run(theta0, X, Y, step, lam, *, method: str, output_map, n_steps: int, damp
 
 
 #: One whole discrete run under `jax.jit`: `compiled_run(theta0, X, Y, step, damping, *, method,
-#: output_map, n_steps, damped) -> (costs (n+1,), thetas (n+1, K))`, C_k and θ_k for k = 0..n.
-#: Static (keyword) arguments: `method` (a key of `METHODS`), `output_map`, `n_steps`, and `damped`
-#: (whether `damping` is used); traced: θ_0, X, Y, the step h or learning rate η, and λ.  Inputs are
-#: not checked (`descent` checks them); `compiled_run.lower(...).compile()` separates compile time.
-compiled_run = jax.jit(_run, static_argnames=("method", "output_map", "n_steps", "damped"))
+#: output_map, n_steps, damped, options) -> (costs (n+1,), thetas (n+1, K))`, C_k and θ_k, k = 0..n.
+#: Static (keyword) arguments: `method` (a key of `METHODS`), `output_map`, `n_steps`, `damped`
+#: (whether `damping` is used) and `options` (resolved `DirectionOptions`, adapted only); traced:
+#: θ_0, X, Y, the step h or learning rate η, and λ.  Inputs are not checked here: `prepare_run`
+#: checks them and builds both argument sets.
+compiled_run = jax.jit(_run, static_argnames=("method", "output_map", "n_steps", "damped", "options"))
 
 
 def classification_accuracy(output_map, theta, X, labels) -> float:
@@ -199,36 +202,41 @@ def classification_accuracy(output_map, theta, X, labels) -> float:
     return float(np.mean(np.argmax(x, axis=1) == labels))
 
 
-def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int, damping: float | None = None,
-            test: tuple | None = None) -> DescentRun:
-    r"""Run a discrete optimiser for `n_steps` steps from θ_0.
+def _descent_options(method, output_map, options, damping, *, K: int, QN: int) -> DirectionOptions | None:
+    """The resolved `DirectionOptions` of an adapted run (None for gd and adam)."""
+    if options is not None and not isinstance(options, DirectionOptions):
+        raise TypeError(f"`options` must be a `DirectionOptions`; got {type(options).__name__}.")
+    if method != "adapted":
+        if options is not None:
+            raise ValueError(f"`options` applies to method='adapted' only; got options with {method!r}.")
+        return None
+    options = DirectionOptions() if options is None else options
+    if damping is None:
+        return options.resolve(output_map, "adapted", K, QN)[0]
+    if options.method == "matrix-free":
+        raise ValueError("damped adapted descent solves (D Dᵀ + λ1)α = ∇ₓC directly: `options.method` must be "
+                         "'structured', 'dense' or 'auto'; got 'matrix-free'.")
+    if options.method == "auto":                 # the kernel whenever there is one: D Dᵀ + λ1 is QN × QN
+        return options.replace(method="structured" if is_structured(output_map) else "dense")
+    if options.method == "structured" and not is_structured(output_map):
+        raise ValueError("`options.method='structured'` needs an MLP made by `adaptedflow.mlp`; use 'dense'.")
+    return options
 
-    Methods (`METHODS`): ``"adapted"``, θ_{k+1} = θ_k − h D⁺∇_x C (explicit Euler of (1.30);
-    with `damping` λ, D⁺ → Dᵀ(D Dᵀ + λ1)⁻¹); ``"gd"``, θ_{k+1} = θ_k − η ∇_θ C (Euler of
-    (1.9)); ``"adam"``, `optax.adam(η)`.  Each adapted step builds D Dᵀ once: by the
-    layer-wise kernel of `adaptedflow.kernels` for `adaptedflow.mlp` maps (no D formed;
-    u = −Dᵀα is one VJP), else from D by reverse mode.
 
-    The run is compiled once per (method, output map, n_steps, damped or not) and shapes;
-    `step` and `damping` are traced.  It reads no clock: `adaptedflow.book.bench`'s
-    `interleaved_run_seconds` times runs (compiled by the same `compiled_run`).
+def prepare_run(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
+                damping: float | None = None, options: DirectionOptions | None = None) -> tuple[tuple, dict]:
+    r"""The checked arguments of one `compiled_run`: `(args, static)`, `compiled_run(*args, **static)`.
 
-    Args:
-        method: a key of `METHODS`.
-        output_map: a stable `output_map(theta, X) -> x` (module-level function or `mlp(...)`).
-        theta0: θ_0, shape `(K,)`.
-        X: training inputs, shape `(N, M)`.
-        Y: training targets, shape `(N, Q)` (one-hot rows give the labels for accuracy).
-        step: h for ``"adapted"`` (0 < h < 2N), the learning rate η > 0 otherwise.
-        n_steps: number of steps n ≥ 1.
-        damping: λ ≥ 0 for damped adapted descent; None (default) for undamped.
-        test: optional `(X_test, Y_test)`, shapes `(N', M)`, `(N', Q)`, for test accuracy.
+    Shared by `descent` and by timing harnesses that compile a run once and time it apart.
+    Arguments as in `descent`.
 
     Returns:
-        A `DescentRun`; `costs` has C_0..C_n.
+        `args = (θ_0, X, Y, step, λ)` (traced) and `static = dict(method, output_map, n_steps,
+        damped, options)`, with `options` resolved for this problem (adapted) or None.
 
     Raises:
-        ValueError: unknown method, bad step, damping, shapes or counts.
+        ValueError: unknown method, bad step, damping, options, shapes or counts.
+        TypeError: `options` that is not a `DirectionOptions`.
     """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {sorted(METHODS)}; got {method!r}.")
@@ -250,12 +258,55 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         step = float(step)
         if not math.isfinite(step) or step <= 0:
             raise ValueError(f"`step` (the learning rate η) must be > 0; got {step}.")
+    options = _descent_options(method, output_map, options, damping, K=theta0.shape[0], QN=Y.size)
     if method == "adam":
         _optax()                                 # a clear ImportError before tracing
     args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
-    static = dict(method=method, output_map=output_map, n_steps=n_steps, damped=damping is not None)
+    static = dict(method=method, output_map=output_map, n_steps=n_steps, damped=damping is not None,
+                  options=options)
+    return args, static
+
+
+def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int, damping: float | None = None,
+            test: tuple | None = None, options: DirectionOptions | None = None) -> DescentRun:
+    r"""Run a discrete optimiser for `n_steps` steps from θ_0.
+
+    Methods (`METHODS`): ``"adapted"``, θ_{k+1} = θ_k − h D⁺∇_x C (explicit Euler of (1.30);
+    with `damping` λ, D⁺ → Dᵀ(D Dᵀ + λ1)⁻¹); ``"gd"``, θ_{k+1} = θ_k − η ∇_θ C (Euler of
+    (1.9)); ``"adam"``, `optax.adam(η)`.  An undamped adapted step is the direction of
+    `kernels.direction_with_info` by the method of `options` (``"auto"``: the layer-wise
+    kernel for `adaptedflow.mlp` maps, no D formed, else D by reverse mode; ``"matrix-free"``:
+    CG).  A damped step solves (D Dᵀ + λ1)α = ∇ₓC by the kernel or from D.
+
+    The run is compiled once per (method, output map, n_steps, damped or not, options) and shapes;
+    `step` and `damping` are traced.  It reads no clock: `adaptedflow.book.bench`'s
+    `interleaved_run_seconds` times runs (compiled by the same `compiled_run`).
+
+    Args:
+        method: a key of `METHODS`.
+        output_map: a stable `output_map(theta, X) -> x` (module-level function or `mlp(...)`).
+        theta0: θ_0, shape `(K,)`.
+        X: training inputs, shape `(N, M)`.
+        Y: training targets, shape `(N, Q)` (one-hot rows give the labels for accuracy).
+        step: h for ``"adapted"`` (0 < h < 2N), the learning rate η > 0 otherwise.
+        n_steps: number of steps n ≥ 1.
+        damping: λ ≥ 0 for damped adapted descent; None (default) for undamped.
+        test: optional `(X_test, Y_test)`, shapes `(N', M)`, `(N', Q)`, for test accuracy.
+        options: `kernels.DirectionOptions` of the adapted direction (default: ``"auto"``);
+            adapted only.
+
+    Returns:
+        A `DescentRun`; `costs` has C_0..C_n.
+
+    Raises:
+        ValueError: unknown method, bad step, damping, options, shapes or counts.
+        TypeError: `options` that is not a `DirectionOptions`.
+    """
+    args, static = prepare_run(method, output_map, theta0, X, Y, step=step, n_steps=n_steps,
+                               damping=damping, options=options)
     costs, thetas = compiled_run(*args, **static)
     costs, thetas = np.asarray(costs), np.asarray(thetas)
+    X, Y, step, damping = args[1], args[2], float(args[3]), None if damping is None else float(args[4])
     labels = np.argmax(np.asarray(Y), axis=1)
     train_acc = classification_accuracy(output_map, thetas[-1], X, labels)
     test_acc = float("nan")

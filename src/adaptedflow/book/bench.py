@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import resource
 import subprocess
@@ -47,12 +46,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..cost import cost
-from ..descent import METHODS as DESCENT_METHODS
-from ..descent import check_damping, check_step, compiled_run
+from ..descent import compiled_run, prepare_run
 from ..kernels import DirectionOptions, adapted_step_direction, compiled_direction
 from ..network import init_params, mlp
 from ..problem import gaussian_clusters
-from ..validation import positive_int, validate_data
+from ..validation import positive_int
 
 
 def direction_flops(widths, N: int) -> dict[str, float]:
@@ -231,7 +229,7 @@ def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
 
     Args:
         specs: a sequence of dicts of `descent` keyword arguments (`method`, `output_map`,
-            `theta0`, `X`, `Y`, `step`, `n_steps`, optionally `damping`).
+            `theta0`, `X`, `Y`, `step`, `n_steps`, optionally `damping`, `options`).
         repeats: timed repetitions of each run, ≥ 1.
 
     Returns:
@@ -241,22 +239,15 @@ def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
     prepared = []
     for spec in specs:
         spec = dict(spec)
-        method = spec.pop("method")
-        output_map = spec.pop("output_map")
-        theta0, X, Y = validate_data(spec.pop("theta0"), spec.pop("X"), spec.pop("Y"))
-        n_steps = positive_int(spec.pop("n_steps"), "n_steps")
-        damping = check_damping(spec.pop("damping", None))
-        step = float(spec.pop("step"))
+        try:
+            args, static = prepare_run(spec.pop("method"), spec.pop("output_map"), spec.pop("theta0"),
+                                       spec.pop("X"), spec.pop("Y"), step=spec.pop("step"),
+                                       n_steps=spec.pop("n_steps"), damping=spec.pop("damping", None),
+                                       options=spec.pop("options", None))
+        except KeyError as err:
+            raise ValueError(f"`specs` entries need descent's arguments; {err} is missing.") from None
         if spec:
             raise ValueError(f"`specs` entries take descent's arguments only; unknown keys {sorted(spec)}.")
-        if method not in DESCENT_METHODS:
-            raise ValueError(f"`method` must be one of {sorted(DESCENT_METHODS)}; got {method!r}.")
-        if method == "adapted":
-            step = check_step(step, X.shape[0])
-        elif not (math.isfinite(step) and step > 0):
-            raise ValueError(f"`step` (the learning rate η) must be > 0; got {step}.")
-        args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
-        static = dict(method=method, output_map=output_map, n_steps=n_steps, damped=damping is not None)
         compiled = compiled_run.lower(*args, **static).compile()
         jax.block_until_ready(compiled(*args))
         prepared.append((compiled, args))
