@@ -239,7 +239,7 @@ def test_seed_sweep_reports_the_worst_margin_and_the_failing_seeds(tmp_path):
 
 
 def test_result_box_follows_the_records_and_replaces_an_old_one(tmp_path):
-    from adaptedflow.book.pipeline import _insert_result_box
+    from adaptedflow.book.pipeline import insert_result_box
 
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Title\n"]},
                     {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": 1, "source": ["x = 1"]}],
@@ -249,7 +249,7 @@ def test_result_box_follows_the_records_and_replaces_an_old_one(tmp_path):
     rec = {"id": "sec-4.2", "kind": "counterexample", "outcome": "counterexample confirmed", "passed": True,
            "verdict": "fails as written", "findings": ["the rule lowers C at 3/20 equilibria"]}
     for _ in range(2):                                   # a second run replaces the box, never adds one
-        _insert_result_box(path, [rec], mode="full", parameters={"seed": 3})
+        insert_result_box(path, [rec], mode="full", parameters={"seed": 3})
     cells = json.loads(path.read_text())["cells"]
     boxes = [c for c in cells if "af-result" in c["metadata"].get("tags", [])]
     assert len(boxes) == 1 and cells[1] is not None and "af-result" in cells[1]["metadata"]["tags"]

@@ -229,7 +229,7 @@ def _notebook_defaults(notebook: Path) -> dict:
     return {}
 
 
-def _insert_result_box(executed: Path, records: list[dict], *, mode: str, parameters: dict) -> None:
+def insert_result_box(executed: Path, records: list[dict], *, mode: str, parameters: dict) -> None:
     """Put the chapter's "Result" box, generated from its records, right after its title
     cell (replacing the box of an earlier run)."""
     nb = json.loads(executed.read_text())
@@ -280,7 +280,7 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
     detail = None
     if out.exists():
         _hide_injected(out)
-        _insert_result_box(out, [r for r in collect(claims) if r["chapter"] == name],
+        insert_result_box(out, [r for r in collect(claims) if r["chapter"] == name],
                            mode="full" if full else "fast", parameters={**_notebook_defaults(src), **params})
     if not ok:
         detail = _first_error(out) if out.exists() else None
