@@ -124,6 +124,61 @@ def _jsonable(v: Any) -> Any:
     return repr(v)
 
 
+class Record(dict):
+    """A claim record: a plain dict of the fields `check` writes, shown in a notebook as its
+    one-line verdict rather than as a raw dict."""
+
+    line: str = ""
+
+    def __repr__(self) -> str:
+        return self.line or dict.__repr__(self)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self))
+
+
+#: Glue keys of quoted record values: ``<id>.<part>.<field>``.
+_QUOTE_KEY = "{id}.{part}.{field}"
+
+
+def quote_key(record: dict, field: str) -> str:
+    """The glue key under which `quote` stores `field` of `record`."""
+    return _QUOTE_KEY.format(id=record["id"], part=record["part"], field=field)
+
+
+def quoted_value(record: dict, field: str):
+    """`field` of `record`: ``"measured"`` or ``"tolerance"``, else a key of its ``data``."""
+    if field in ("measured", "tolerance"):
+        return record[field]
+    data = record.get("data", {})
+    if field not in data:
+        raise KeyError(f"record {record['id']} ({record['part']}) has no field {field!r}; "
+                       f"its data has {sorted(data)}.")
+    return data[field]
+
+
+def quote(record: dict, *fields: str) -> None:
+    """Make numbers of a record quotable in the chapter's text.
+
+    Each field (``"measured"``, ``"tolerance"`` or a key of the record's ``data``) is glued
+    under ``<id>.<part>.<field>`` (`quote_key`); the text writes ``{glue:text}`thm-2.1.rate.n_orbits` ``
+    (with a format, ``{glue:text}`thm-2.1.rate.measured:.1e` ``). A sentence that quotes a
+    count therefore quotes the record, and the book's tests compare every glued value with
+    the record in ``claims.json``.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = None
+    values = {quote_key(record, f): quoted_value(record, f) for f in fields}
+    if get_ipython is None or get_ipython() is None:
+        return
+    from myst_nb import glue
+
+    for key, value in values.items():
+        glue(key, value, display=False)
+
+
 def check(claim_id: str, measured: float, bound: float, *, statement: str, quantity: str, kind: str,
           chapter: str | None = None, mode: str = "fast", params: dict | None = None,
           relation: str = "<=", part: str = "main", equations: tuple[str, ...] = (), note: str = "",
@@ -150,7 +205,8 @@ def check(claim_id: str, measured: float, bound: float, *, statement: str, quant
         data: further numbers worth keeping with the record (JSON-able).
 
     Returns:
-        The record (a dict), also written to `claims_dir()`.
+        The record (a `Record`: a dict that displays as its one-line verdict, never as a
+        raw dict), also written to `claims_dir()`.
 
     Raises:
         ClaimFailed: the measurement breaks the bound (the record is still written).
@@ -198,8 +254,11 @@ def check(claim_id: str, measured: float, bound: float, *, statement: str, quant
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{claim_id}--{part}.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     status = "PASS" if passed else "FAIL"
-    _show(record, f"[{status}] {claim_id} ({part}, {kind}): {quantity} = {measured_f:.3e} {relation} {bound_f:.1e}"
-                  f"  [{record['outcome']}; statement: {verdict}]")
+    line = (f"[{status}] {claim_id} ({part}, {kind}): {quantity} = {measured_f:.3e} {relation} {bound_f:.1e}"
+            f"  [{record['outcome']}; statement: {verdict}]")
+    _show(record, line)
+    record = Record(record)
+    record.line = line
     if not passed:
         raise ClaimFailed(
             f"claim {claim_id!r} ({part}) failed in chapter {chapter!r}: {quantity} = {measured_f!r} is not "
