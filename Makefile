@@ -59,9 +59,12 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests
 
 # JupyterLab is not part of the pinned book environment: it is installed on first use.
+# As root (common in containers) JupyterLab refuses to start without --allow-root.
+# Open the URL it prints, http://127.0.0.1:8888/lab?token=... (the token is in the URL).
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
 	$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install --quiet "jupyterlab>=4,<5"
-	cd book && $(abspath $(VENV))/bin/jupyter lab
+	cd book && $(abspath $(VENV))/bin/jupyter lab $(LAB_ARGS)
 
 clean:
 	rm -rf _build

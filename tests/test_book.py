@@ -256,3 +256,24 @@ def test_result_box_follows_the_records_and_replaces_an_old_one(tmp_path):
     text = "".join(boxes[0]["source"])
     assert "publication parameters, seed 3" in text and "§4.2: fails as written" in text
     assert "counterexample: counterexample confirmed" in text and "3/20 equilibria" in text
+
+
+def test_result_box_stands_right_under_the_title(tmp_path):
+    from adaptedflow.book.pipeline import insert_result_box
+
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "id": "intro",
+                     "source": ["# Title\n", "\n", "The statement, then more text.\n"]},
+                    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": 1, "id": "c1",
+                     "source": ["x = 1"]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "ch.ipynb"
+    path.write_text(json.dumps(nb))
+    rec = {"id": "thm-2.1", "kind": "identity", "outcome": "holds", "passed": True, "verdict": "reproduced",
+           "findings": []}
+    for _ in range(2):
+        insert_result_box(path, [rec], mode="fast", parameters={"seed": 0})
+    cells = json.loads(path.read_text())["cells"]
+    assert "".join(cells[0]["source"]) == "# Title\n"
+    assert "af-result" in cells[1]["metadata"]["tags"]
+    assert "The statement" in "".join(cells[2]["source"]) and len(cells) == 4
+    assert len({c["id"] for c in cells}) == 4                 # ids stay unique

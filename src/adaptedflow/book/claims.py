@@ -254,7 +254,7 @@ def check(claim_id: str, measured: float, bound: float, *, statement: str, quant
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{claim_id}--{part}.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     status = "PASS" if passed else "FAIL"
-    line = (f"[{status}] {claim_id} ({part}, {kind}): {quantity} = {measured_f:.3e} {relation} {bound_f:.1e}"
+    line = (f"[{status}] {claim_id} ({part}, {kind}): {detex(quantity)} = {measured_f:.3e} {relation} {bound_f:.1e}"
             f"  [{record['outcome']}; statement: {verdict}]")
     _show(record, line)
     record = Record(record)
@@ -391,6 +391,15 @@ def clear_chapter(chapter: str, directory: Path | None = None) -> None:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|$#])")
 
 
+_SCRIPT = re.compile(r"([\^_])\{([^{}]*)\}")
+
+
+def detex(text: str) -> str:
+    """``e^{−2s/N}`` → ``e^(−2s/N)``, ``x_{k+1}`` → ``x_(k+1)``: what a page shows as text never
+    contains TeX braces (the records keep their text as written)."""
+    return _SCRIPT.sub(r"\1(\2)", text)
+
+
 def md_escape(text: str) -> str:
     """Backslash-escape Markdown's (and MyST's math) special characters, so a finding
     such as "s_*(ε)" or "|P_r∇C|" renders as written."""
@@ -419,7 +428,7 @@ def verdicts_markdown(records: list[dict]) -> str:
         findings = [f for r in recs for f in r.get("findings", [])]
         text = f"**{labels.get(sid, sid)}: {recs[0]['verdict']}.** Checks: {checks}."
         if findings:
-            text += "\n" + "\n".join(f"- {md_escape(f)}" for f in findings)
+            text += "\n" + "\n".join(f"- {md_escape(detex(f))}" for f in findings)
         out.append(text)
     return "\n\n".join(out)
 

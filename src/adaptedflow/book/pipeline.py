@@ -19,7 +19,10 @@ Steps:
    notebook's metadata ``adaptedflow.full_parameters``), printing one line per chapter.
    A failing chapter prints its failing cell and traceback; the others still run.
 3. Gather every chapter's claim records into `_build/claims.json`, and generate the
-   Claims and Reproducibility pages and `_static/claims.json`, `_static/manifest.json`.
+   Claims and Reproducibility pages and `_static/claims.json`, `_static/manifest.json`;
+   fill the staged index's results at a glance and headline figure (chapter 02's
+   ``fig-02-rate``), and the cite page's BibTeX entry (url, version, commit).
+   Each chapter's executed copy gets its "Result" box right under its title.
 4. ``jupyter-book build _build/stage --path-output . -n -W --keep-going`` (execution off).
 
 The command exits non-zero if any chapter or the HTML build failed.
@@ -169,11 +172,93 @@ def _write_reports(root: Path, stage: Path, entries: list[str], rows: list[dict]
     pages = {chapter_name(e): Path(e).name for e in entries}
     (stage / "book" / "claims.md").write_text(claims_page(records, chapter_pages=pages))
     index = stage / "book" / "index.md"
-    marker = "<!-- results-at-a-glance -->"
-    if index.exists() and marker in index.read_text():
-        index.write_text(index.read_text().replace(marker, results_at_a_glance(records, chapter_pages=pages)))
+    if index.exists():
+        text = index.read_text().replace(RESULTS_MARKER, results_at_a_glance(records, chapter_pages=pages))
+        index.write_text(text.replace(HEADLINE_MARKER, headline_figure(stage)))
+    cite = stage / "book" / "cite.md"
+    if cite.exists():
+        cite.write_text(cite.read_text().replace(BIBTEX_MARKER, book_bibtex(root, data["git_commit"])))
     (stage / "book" / "reproducibility.md").write_text(reproducibility_page(data))
     return records
+
+
+#: Markers in the staged pages that the build replaces with what it generated.
+RESULTS_MARKER = "<!-- results-at-a-glance -->"
+HEADLINE_MARKER = "<!-- headline-figure -->"
+BIBTEX_MARKER = "<!-- book-bibtex -->"
+#: The index's headline figure: the figure glued under `key` by `chapter`.
+HEADLINE = {"chapter": "book/02_exponential_rate", "key": "fig-02-rate", "name": "fig-headline",
+            "file": "_generated/fig-headline.png"}
+
+
+def glued_png(executed: Path, key: str) -> bytes | None:
+    """The PNG an executed notebook glued under `key` (``plots.show(fig, key)``), or None."""
+    import base64
+
+    try:
+        nb = json.loads(executed.read_text())
+    except (OSError, ValueError):
+        return None
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            scrap = out.get("metadata", {}).get("scrapbook", {})
+            if scrap.get("name") != key:
+                continue
+            data = out.get("data", {})
+            png = data.get(scrap.get("mime_prefix", "") + "image/png") or data.get("image/png")
+            if png:
+                return base64.b64decode("".join(png) if isinstance(png, list) else png)
+    return None
+
+
+def headline_figure(stage: Path) -> str:
+    """The index's headline figure (a MyST figure, numbered, with alt text and the label
+    ``fig-headline``): chapter 02's rate figure, copied out of its executed notebook.
+    (myst-nb's ``{glue:figure}`` cannot paste from another page.)  Without an executed
+    chapter 02, a sentence pointing to it."""
+    png = glued_png(stage / f"{HEADLINE['chapter']}.ipynb", HEADLINE["key"])
+    page = Path(HEADLINE["chapter"]).name
+    if png is None:
+        return f"*The headline figure appears here once [chapter 2]({page}.ipynb) has been executed.*\n"
+    dest = stage / "book" / HEADLINE["file"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(png)
+    return (f"```{{figure}} {HEADLINE['file']}\n:name: {HEADLINE['name']}\n"
+            ":alt: Log-scale plot of the normalised cost C(s)/C(0) against the flow time s: every adapted-flow "
+            "orbit lies on the single line exp(-2s/N), beside the standard-flow orbits from the same starts, "
+            "which follow curves of their own.\n\n"
+            "Every orbit of the adapted flow (blue), from random initialisations and normalised by its initial "
+            "cost, lies on the one line $e^{-2s/N}$ (dashed) of Theorem 2.1; the standard gradient flow "
+            f"(vermilion) from the same starts has no such rate. From [chapter 2]({page}.ipynb), "
+            f"{{numref}}`{HEADLINE['key']}`.\n```\n")
+
+
+def book_bibtex(root: Path, commit: str | None) -> str:
+    """The book's BibTeX entry, with the repository URL (``repository.url`` of
+    `_config.yml`), the installed package version and the commit this build ran from."""
+    import importlib.metadata
+
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    url = (config.get("repository") or {}).get("url") or ""
+    try:
+        version = importlib.metadata.version("adaptedflow")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    year = time.strftime("%Y", time.gmtime())
+    lines = ["@software{adaptedflow,",
+             "  author  = {{The adaptedflow authors}},",
+             "  title   = {adaptedflow: an executable, checked companion to",
+             "             ``Global L² minimization at uniform exponential rate via geometrically",
+             "             adapted gradient descent in Deep Learning''},",
+             f"  version = {{{version}}},",
+             f"  year    = {{{year}}},",
+             f"  url     = {{{url}}}," if url else None,
+             f"  commit  = {{{commit}}}," if commit else None,
+             "  license = {MIT},",
+             "  note    = {Companion to arXiv:2311.15487" + (f"; built from commit {commit[:12]}" if commit else "")
+             + "}",
+             "}"]
+    return "```bibtex\n" + "\n".join(line for line in lines if line is not None) + "\n```\n"
 
 
 def _first_error(executed: Path) -> str | None:
@@ -229,16 +314,38 @@ def _notebook_defaults(notebook: Path) -> dict:
     return {}
 
 
+def _split_title(cells: list[dict]) -> None:
+    """Split the first Markdown cell after its title line (``# …``) when more text follows,
+    so that the Result box can stand right under the title."""
+    at = next((i for i, c in enumerate(cells) if c.get("cell_type") == "markdown"), None)
+    if at is None:
+        return
+    cell = cells[at]
+    src = cell.get("source", "")
+    lines = ("".join(src) if isinstance(src, list) else src).splitlines(keepends=True)
+    title = next((k for k, line in enumerate(lines) if line.startswith("# ")), None)
+    if title is None or not "".join(lines[title + 1:]).strip():
+        return
+    rest = dict(cell, metadata=dict(cell.get("metadata", {})), source=lines[title + 1:])
+    if "id" in cell:
+        rest["id"] = f"{cell['id']}-body"[:64]
+    cell["source"] = lines[:title + 1]
+    cells.insert(at + 1, rest)
+
+
 def insert_result_box(executed: Path, records: list[dict], *, mode: str, parameters: dict) -> None:
-    """Put the chapter's "Result" box, generated from its records, right after its title
-    cell (replacing the box of an earlier run)."""
+    """Put the chapter's "Result" box, generated from its records, right under its title
+    (replacing the box of an earlier run); the title cell is split from the text after it."""
     nb = json.loads(executed.read_text())
     cells = [c for c in nb.get("cells", []) if "af-result" not in c.get("metadata", {}).get("tags", [])]
     box = result_box(records, mode=mode, parameters=parameters)
     if box:
+        _split_title(cells)
         at = next((i + 1 for i, c in enumerate(cells) if c.get("cell_type") == "markdown"), 0)
-        cells.insert(at, {"cell_type": "markdown", "metadata": {"tags": ["af-result"]},
-                          "source": box.splitlines(keepends=True)})
+        cell = {"cell_type": "markdown", "metadata": {"tags": ["af-result"]}, "source": box.splitlines(keepends=True)}
+        if any("id" in c for c in cells):
+            cell["id"] = "af-result-box"
+        cells.insert(at, cell)
     nb["cells"] = cells
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 

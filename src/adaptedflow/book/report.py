@@ -13,6 +13,7 @@ import html
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,25 +59,83 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else html.escape(str(v))
 
 
-#: Badge colours of the statement verdicts.
+#: Badge colours of the statement verdicts (white text on each has contrast >= 4.5:1).
 _VERDICT_COLOURS = {
     "reproduced": "#1a7f37",
     "fails as written": "#cf222e",
-    "vacuous as written": "#9a6700",
+    "vacuous as written": "#8a5a00",
     "open question answered": "#0969da",
-    "beyond the paper": "#6e7781",
+    "beyond the paper": "#57606a",
 }
 
 
 def _badge(verdict: str) -> str:
-    colour = _VERDICT_COLOURS.get(verdict, "#6e7781")
+    colour = _VERDICT_COLOURS.get(verdict, "#57606a")
     return (f'<span class="af-badge" style="background:{colour}">{html.escape(verdict)}</span>')
 
 
+_SCRIPT = re.compile(r"([\^_])\{([^{}]*)\}")
+
+
+def plain_html(text: str) -> str:
+    """`text` HTML-escaped, with TeX-like ``^{…}`` / ``_{…}`` written as <sup>/<sub>
+    (the registry's one-line statements use them; raw TeX must never reach the page)."""
+    out, last = [], 0
+    for m in _SCRIPT.finditer(text):
+        out.append(html.escape(text[last:m.start()]))
+        tag = "sup" if m.group(1) == "^" else "sub"
+        out.append(f"<{tag}>{html.escape(m.group(2))}</{tag}>")
+        last = m.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def plain_md(text: str) -> str:
+    """`text` for MyST markdown: special characters escaped, ``^{…}`` / ``_{…}`` as the
+    {sup} / {sub} roles."""
+    from .claims import md_escape
+
+    out, last = [], 0
+    for m in _SCRIPT.finditer(text):
+        out.append(md_escape(text[last:m.start()]))
+        role = "sup" if m.group(1) == "^" else "sub"
+        out.append(f"{{{role}}}`{m.group(2)}`")
+        last = m.end()
+    out.append(md_escape(text[last:]))
+    return "".join(out)
+
+
+def _short_quantity(q: str) -> str:
+    """A record's quantity without its ", against <tolerance>" tail."""
+    return re.split(r",\s*against\b", q, maxsplit=1)[0].strip()
+
+
+def key_number(recs: list[dict]) -> str:
+    """One number that carries a statement's verdict (plain text): the finding that makes
+    it vacuous, else its counterexample's measured values, else its first finding, else
+    its first check's measured value."""
+    vac = [f for r in recs for f in r.get("findings", []) if "vacuous" in f.lower()]
+    if vac:
+        return vac[0]
+    cx = [r for r in recs if r.get("kind") == "counterexample"]
+    if cx:
+        return "; ".join(f"{_short_quantity(r['quantity'])} = {r['measured']:.3g}"
+                         if isinstance(r["measured"], float) else _short_quantity(r["quantity"])
+                         for r in sorted(cx, key=lambda r: r["part"], reverse=True))
+    findings = [f for r in recs for f in r.get("findings", [])]
+    if findings:
+        return findings[0]
+    r = recs[0]
+    value = f"{r['measured']:.3g}" if isinstance(r["measured"], float) else str(r["measured"])
+    return f"{_short_quantity(r['quantity'])} = {value} ({r['relation']} {r['tolerance']:.3g})"
+
+
 def claims_page(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
-    """The Claims page (MyST markdown with raw HTML): definitions of the verdicts and the
-    kinds of claim, a summary with one row per statement (its verdict, its findings, how
-    its checks came out), then every check, collapsed per statement.
+    """The Claims page (MyST markdown with raw HTML): a summary with one row per statement
+    (the statement in one line, its verdict as a badge, the key number, the findings and
+    a link to its chapter), what the verdicts, outcomes and kinds mean, then every check,
+    collapsed per statement.  The summary stacks into one block per statement on a phone
+    (the stylesheet `static/adaptedflow.css`).
 
     Args:
         records: the claim records of every chapter (from `claims.collect`).
@@ -92,6 +151,7 @@ def claims_page(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
     extra = sorted(set(by_id) - set(known) - {s[0] for s in beyond})
     n_checked = sum(1 for s in known if s in by_id)
     n_failed = sum(1 for r in records if not r["passed"])
+    n_cx = sum(1 for r in records if r.get("kind") == "counterexample")
     counts: dict[str, int] = {}
     for sid in by_id:
         v = by_id[sid][0]["verdict"]
@@ -100,8 +160,10 @@ def claims_page(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
     for sid, label, section, statement in [*STATEMENTS, *beyond, *[(e, e, "", "") for e in extra]]:
         recs = by_id.get(sid, [])
         if not recs:
-            summary.append(f'<tr class="af-none"><td>{html.escape(label)}<br><small>{html.escape(section)}</small></td>'
-                           f'<td>{html.escape(statement)}</td><td colspan="2"><em>not yet reproduced</em></td></tr>')
+            summary.append(f'<tr class="af-none"><td data-label="Statement">{html.escape(label)} '
+                           f'<small>{html.escape(section)}</small><br>{plain_html(statement)}</td>'
+                           f'<td data-label="Verdict"><em>not yet reproduced</em></td>'
+                           '<td data-label="Key number and findings"></td></tr>')
             continue
         verdict = recs[0]["verdict"]
         page = chapter_pages.get(recs[0]["chapter"], recs[0]["chapter"])
@@ -110,46 +172,59 @@ def claims_page(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
             key = f"{r.get('kind', '?')}: {r.get('outcome', 'holds' if r['passed'] else 'FAILED')}"
             outcomes[key] = outcomes.get(key, 0) + 1
         checks = "; ".join(f"{n}× {html.escape(k)}" for k, n in sorted(outcomes.items()))
-        findings = [f for r in recs for f in r.get("findings", [])]
-        flist = ("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>") if findings else ""
+        number = key_number(recs)
+        findings = [f for r in recs for f in r.get("findings", []) if f != number]
+        flist = ("<ul>" + "".join(f"<li>{plain_html(f)}</li>" for f in findings) + "</ul>") if findings else ""
         bad = ' class="af-fail"' if any(not r["passed"] for r in recs) else ""
         summary.append(
-            f'<tr{bad}><td><a href="{html.escape(page)}.html">{html.escape(label)}</a><br>'
-            f'<small>{html.escape(section)}</small></td>'
-            f'<td>{html.escape(statement or recs[0]["statement"])}{flist}</td>'
-            f'<td>{_badge(verdict)}</td><td><small>{checks}</small></td></tr>')
+            f'<tr{bad}><td data-label="Statement"><a href="{html.escape(page)}.html">{html.escape(label)}</a> '
+            f'<small>{html.escape(section)}</small><br>{plain_html(statement or recs[0]["statement"])}</td>'
+            f'<td data-label="Verdict">{_badge(verdict)}<br><small>{len(recs)} check(s)</small></td>'
+            f'<td data-label="Key number and findings">{plain_html(number)}{flist}</td></tr>')
         rows = []
         for r in recs:
             pg = chapter_pages.get(r["chapter"], r["chapter"])
             anchor = f"claim-{r['id']}-{r['part']}"
             result = r.get("outcome", "holds" if r["passed"] else "FAILED")
-            note = f'<br><small>{html.escape(r["note"])}</small>' if r.get("note") else ""
+            note = f'<br><small>{plain_html(r["note"])}</small>' if r.get("note") else ""
             rows.append(
                 f'<tr class="af-{"pass" if r["passed"] else "fail"}">'
-                f'<td><a href="{html.escape(pg)}.html#{html.escape(anchor)}">{html.escape(r["part"])}</a>'
-                f'<br><small>{html.escape(r.get("kind", "?"))}, {html.escape(r["mode"])}</small></td>'
-                f'<td>{html.escape(r["quantity"])}{note}</td>'
-                f'<td>{_fmt(r["measured"])} {html.escape(r["relation"])} {_fmt(r["tolerance"])}</td>'
-                f'<td>{html.escape(result)}</td></tr>')
+                f'<td data-label="Check"><a href="{html.escape(pg)}.html#{html.escape(anchor)}">'
+                f'{html.escape(r["part"])}</a><br><small>{html.escape(r.get("kind", "?"))}, '
+                f'{html.escape(r["mode"])}</small></td>'
+                f'<td data-label="Measured quantity">{plain_html(r["quantity"])}{note}</td>'
+                f'<td data-label="Measured vs tolerance">{_fmt(r["measured"])} {html.escape(r["relation"])} '
+                f'{_fmt(r["tolerance"])}</td>'
+                f'<td data-label="Result">{html.escape(result)}</td></tr>')
         details.append(
-            f'<details><summary>{html.escape(label)}: {len(recs)} check(s), {checks}</summary>\n'
-            '<div class="af-claims-scroll"><table class="af-claims"><thead><tr><th>Check</th><th>Measured quantity</th>'
+            f'<details class="af-details"><summary>{html.escape(label)}: {len(recs)} check(s), {checks}</summary>\n'
+            '<table class="af-claims af-checks"><thead><tr><th>Check</th><th>Measured quantity</th>'
             '<th>Measured vs tolerance</th><th>Result</th></tr></thead><tbody>\n'
-            + "\n".join(rows) + "\n</tbody></table></div></details>")
+            + "\n".join(rows) + "\n</tbody></table></details>")
     verdict_defs = "\n".join(f"| {_badge(v)} | {html.escape(m)} |" for v, m in VERDICTS.items())
     kind_defs = "\n".join(f"| {k} | {html.escape(m)} |" for k, m in KINDS.items())
     tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    table = ("<table class=\"af-claims af-summary\">\n<thead><tr><th>Statement</th><th>In one line, and findings</th>"
-             "<th>Verdict</th><th>Checks</th></tr></thead>\n<tbody>\n" + "\n".join(summary) + "\n</tbody></table>")
+    table = ("<table class=\"af-claims af-summary\">\n<thead><tr><th>Statement</th><th>Verdict</th>"
+             "<th>Key number and findings</th></tr></thead>\n<tbody>\n" + "\n".join(summary) + "\n</tbody></table>")
     return f"""# Claims
 
 Every statement of the paper this book checks, generated at build time from the records
-the chapters write when they run (`_static/claims.json` holds the same data). Each check
-compares a measured quantity with a tolerance derived from the numerics, and a failing
-check stops the build.
-
+the chapters write when they run (`_static/claims.json` holds the same data):
 **{n_checked} of the paper's {len(known)} statements checked**, plus {len(beyond)} beyond the
 paper, by {len(records)} checks ({n_failed} failed). Statement verdicts: {tally}.
+
+## Summary
+
+One row per statement: the statement in one line, its verdict, the number that carries
+the verdict, the findings that qualify it, and a link to the chapter that checks it.
+
+```{{raw}} html
+<div class="af-claims-scroll">
+{table}
+</div>
+```
+
+## How to read a verdict
 
 Each statement has one **verdict**:
 
@@ -157,37 +232,23 @@ Each statement has one **verdict**:
 |---|---|
 {verdict_defs}
 
-Each check says what **kind** of claim it is, and is checked as that kind. A check that
-confirms a counterexample reads *counterexample confirmed*: the measured instance
-violates the statement as written, as the chapter says it does.
+Each check compares a measured quantity with a tolerance derived from the numerics, and a
+failing check stops the build. A check *passes* when its measured fact holds. For a
+**counterexample** ({n_cx} of the checks), the measured fact is the violation itself: a
+pass reads *counterexample confirmed* and means that the fixed instance does violate the
+statement as written, exactly as the chapter says. So a statement whose verdict is
+*fails as written* still has every check passing.
+
+Each check says what **kind** of claim it is, and is checked as that kind:
 
 | kind | how it is checked |
 |---|---|
 {kind_defs}
 
-## Summary
-
-```{{raw}} html
-<style>
-table.af-claims {{ font-size: 0.85em; border-collapse: collapse; width: 100%; }}
-table.af-claims td, table.af-claims th {{ border: 1px solid #ccc; padding: 0.3em 0.5em; vertical-align: top; }}
-table.af-claims ul {{ margin: 0.3em 0 0 1em; padding: 0; }}
-table.af-claims tr.af-none td {{ color: #777; }}
-table.af-claims tr.af-fail td {{ background: #fdd; }}
-span.af-badge {{ color: #fff; border-radius: 0.8em; padding: 0.1em 0.6em; white-space: nowrap; font-size: 0.9em; }}
-div.af-claims-scroll {{ overflow-x: auto; }}
-details {{ margin: 0.4em 0; }}
-/* on a phone the summary keeps statement, findings and verdict; the check counts are in the details below */
-@media (max-width: 600px) {{ table.af-summary td:nth-child(4), table.af-summary th:nth-child(4) {{ display: none; }} }}
-</style>
-<div class="af-claims-scroll">
-{table}
-</div>
-```
-
 ## Every check
 
-The link in each row opens the cell that made the check.
+The checks of each statement, collapsed: open a statement to see them. The link in each
+row opens the cell of the chapter that made the check.
 
 ```{{raw}} html
 {chr(10).join(details)}
@@ -214,36 +275,62 @@ def result_box(records: list[dict], *, mode: str, parameters: dict) -> str:
 
 
 def results_at_a_glance(records: list[dict], *, chapter_pages: dict[str, str]) -> str:
-    """The index page's summary (MyST markdown): statements by verdict, the ones that fail
-    or are vacuous as written and the open questions answered, each with a finding."""
-    from .claims import md_escape
-
+    """The index page's summary (MyST markdown), from the same records as the Claims page:
+    how many statements and checks, then one line per verdict with its count: the
+    statements reproduced, those that fail as written or are vacuous in a named setting,
+    the open questions answered (each of these with its key number) and those beyond
+    the paper."""
     by_id: dict[str, list[dict]] = {}
     for r in records:
         by_id.setdefault(r["id"], []).append(r)
-    labels = {sid: label for sid, label, *_ in (*STATEMENTS, *EXTRA_STATEMENTS)}
-    counts: dict[str, int] = {}
-    for recs in by_id.values():
-        counts[recs[0]["verdict"]] = counts.get(recs[0]["verdict"], 0) + 1
+    if not by_id:
+        return "*No chapter has been executed yet: run `make book`.*\n"
+    registry = {sid: (label, statement) for sid, label, _, statement in (*STATEMENTS, *EXTRA_STATEMENTS)}
+    order = {sid: i for i, sid in enumerate(registry)}
+    ids = sorted(by_id, key=lambda s: (order.get(s, len(order)), s))
     n_checks = len(records)
-    n_ok = sum(r["passed"] for r in records)
-    lines = [f"**{len(by_id)} statements, {n_checks} checks ({n_ok} hold or confirm their counterexample).** "
-             "By verdict: " + ", ".join(f"{n} *{v}*" for v, n in sorted(counts.items(), key=lambda kv: -kv[1])) + "."]
-    for verdict in ("fails as written", "vacuous as written", "open question answered"):
-        for sid, recs in by_id.items():
-            vac = [f for r in recs for f in r.get("findings", []) if "vacuous" in f.lower()]
-            if recs[0]["verdict"] != verdict and not (verdict == "vacuous as written" and vac):
-                continue
-            cx = [r for r in recs if r.get("kind") == "counterexample"]
-            if vac:
-                finding = vac[0]
-            elif cx:        # the fixed instance is the evidence: its measured numbers
-                finding = "; ".join(f"{r['quantity']} = {r['measured']:.3g}" if isinstance(r["measured"], float)
-                                    else r["quantity"] for r in sorted(cx, key=lambda r: r["part"], reverse=True))
-            else:
-                finding = ([f for r in recs for f in r.get("findings", [])] or [recs[0]["quantity"]])[0]
-            page = chapter_pages.get(recs[0]["chapter"], recs[0]["chapter"])
-            lines.append(f"- *{verdict}*: [{labels.get(sid, sid)}]({page}.ipynb): {md_escape(finding)}")
+    modes = sorted({r["mode"] for r in records})
+    sizes = " and ".join("publication" if m == "full" else "fast" for m in modes)
+    failed = [r for r in records if not r["passed"]]
+    head = (f"**{len(by_id)} statements checked by {n_checks} checks** at the {sizes} parameters; "
+            + ("every check holds or confirms its counterexample." if not failed
+               else f"**{len(failed)} check(s) failed**: "
+               + ", ".join(f"{r['id']} ({r['part']})" for r in failed) + "."))
+
+    def link(sid: str) -> str:
+        page = chapter_pages.get(by_id[sid][0]["chapter"], by_id[sid][0]["chapter"])
+        return f"[{plain_md(registry.get(sid, (sid, ''))[0])}]({page}.ipynb)"
+
+    def with_number(sid: str, number: str, lead: str) -> str:
+        statement = registry.get(sid, ("", by_id[sid][0]["statement"]))[1] or by_id[sid][0]["statement"]
+        return f"{link(sid)}: {plain_md(statement)} {lead}: {plain_md(number)}."
+
+    verdict_of = {sid: by_id[sid][0]["verdict"] for sid in ids}
+    vacuous = [sid for sid in ids if any("vacuous" in f.lower() for r in by_id[sid] for f in r.get("findings", []))]
+    # (verdict, mark, what the key number is; "" lists the statements without one), in reading order
+    groups = [("fails as written", "✘", "Counterexample"), ("open question answered", "?", "Evidence"),
+              ("vacuous as written", "∅", "Finding"), ("reproduced", "✔", ""), ("beyond the paper", "+", "")]
+    blocks, tally = [], []
+    for verdict, mark, lead in groups:
+        members = [sid for sid in ids if verdict_of[sid] == verdict]
+        if verdict == "vacuous as written":
+            members += [sid for sid in vacuous if sid not in members]
+        if not members:
+            continue
+        name = verdict if verdict != "vacuous as written" or all(verdict_of[s] == verdict for s in members) \
+            else "vacuous in a setting the paper names"
+        qualified = name != verdict            # reproduced statements, vacuous in one setting
+        tally.append((verdict, f"{len(members)} of them {name}" if qualified else f"**{len(members)} {name}**"))
+        if lead:
+            blocks.append(f"- {mark} *{name.capitalize()}*:")
+            blocks += [f"  - {with_number(sid, key_number(by_id[sid]), lead)}" for sid in members]
+        else:
+            blocks.append(f"- {mark} *{name.capitalize()}*: " + ", ".join(link(sid) for sid in members) + ".")
+    order = ["reproduced", "vacuous as written", "fails as written", "open question answered", "beyond the paper"]
+    tally.sort(key=lambda vt: order.index(vt[0]))
+    lines = [head + " " + "; ".join(text for _, text in tally) + ".", "", *blocks]
+    lines += ["", "The [Claims](claims.md) page has one row per statement with its key number and findings, "
+              "and every check."]
     return "\n".join(lines) + "\n"
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 
 def _cell(value, fmt: str | None) -> str:
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return "–"                     # a missing number, whatever the column's format
     if fmt is not None and value is not None and not isinstance(value, str):
         return format(value, fmt)
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.3g}"
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return _cell(value.item(), fmt)
+        return f"{value:.3g}"
     return "" if value is None else str(value)
 
 
@@ -55,7 +57,8 @@ def table(rows: Sequence[Sequence], columns: Sequence[str], *, formats: Sequence
         rows: one sequence of values per row, as many values as `columns`.
         columns: the header of each column (plain text; units in brackets).
         formats: a format spec per column (e.g. ``".2e"``, ``"d"``, None for the default:
-            floats with 3 significant digits, anything else as `str`).
+            floats with 3 significant digits, anything else as `str`). NaN is shown as "–"
+            (a missing number) in every column.
         caption: one line shown above the table.
 
     Raises:
