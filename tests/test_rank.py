@@ -17,6 +17,7 @@ from adaptedflow.paper.rank import (
     output_bias_columns,
     rank_report,
     rank_table,
+    rank_table_rows,
     rank_trials,
     real_jacobian_conditioning,
     sample_sphere,
@@ -204,6 +205,23 @@ def test_rank_table_keys_and_outcomes():
     # case c and K use fold_in(key, 1000 c + K)
     again = rank_trials(jax.random.fold_in(key, 1000 + 5), 3, 4, 5, "subsphere")
     np.testing.assert_array_equal(again["ratio"], tab["subsphere", None, 5]["ratio"])
+
+
+def test_rank_table_rows_one_row_per_case_and_K():
+    key = jax.random.PRNGKey(0)
+    cases, Ks = [("uniform", None), ("subsphere", None), ("cap", 1e-17)], [4, 5]
+    tab = rank_table(key, cases, Ks, 3, 4)
+    rows = rank_table_rows(tab, cases, Ks)
+    assert [(r[0], r[1]) for r in rows] == [("uniform", 4), ("uniform", 5), ("subsphere", 4), ("subsphere", 5),
+                                            ("cap ρ=1e-17", 4), ("cap ρ=1e-17", 5)]
+    for label, K, full, ratio, gap in rows:
+        t = tab[{"uniform": "uniform", "subsphere": "subsphere"}.get(label, "cap"),
+                None if label != "cap ρ=1e-17" else 1e-17, K]
+        assert full == t["full"].mean() and ratio == np.median(t["ratio"])
+        if label == "uniform":
+            assert full == 1.0 and np.isnan(gap)            # no rank-deficient trial: no gap
+        else:
+            assert full == 0.0 and gap == np.median(t["gap"]) and gap > 1e10
 
 
 def test_real_jacobian_conditioning_small_mlp():

@@ -33,7 +33,7 @@ MEASURES = {
     "uniform": "normalised Gaussian: absolutely continuous, support the whole sphere → full rank a.s.",
     "cap": "uniform direction in a ball of radius `cap_radius` around a random centre, normalised: "
            "absolutely continuous on an open cap → full rank a.s. (until float64 cannot resolve the cap)",
-    "subsphere": "uniform on the great subsphere S^{QN−2} = S^{QN−1} ∩ n^⊥ (a random n): singular, "
+    "subsphere": "uniform on the great subsphere S^(QN−2) = S^(QN−1) ∩ n^⊥ (a random n): singular, "
                  "charges a hyperplane → rank ≤ QN − 1 always",
     "moment-curve": "t ~ U[0, 2π) on the trigonometric moment curve (cos kt, sin kt)_k / norm: singular, "
                     "but meets every hyperplane in finitely many points → full rank a.s.",
@@ -496,6 +496,33 @@ def rank_table(key, cases: Sequence[tuple[str, float | None]], K_values: Sequenc
             table[measure, radius, K] = rank_trials(jax.random.fold_in(key, 1000 * c + K), n_trials, dim, K, measure,
                                                     cap_radius=radius or 0.1)
     return table
+
+
+def rank_table_rows(table: dict, cases: Sequence[tuple[str, float | None]],
+                    K_values: Sequence[int]) -> list[tuple[str, int, float, float, float]]:
+    r"""The rows of chapter 04's table of `rank_table`: one per case and K, in that order.
+
+    Args:
+        table: the output of `rank_table`.  cases: its `(measure, radius)` pairs.  K_values: its K.
+
+    Returns:
+        `(label, K, full, ratio, gap)` per row: label the measure (``"cap ρ=1e-08"`` for a cap),
+        full the fraction of trials with full numerical rank, ratio the median σ_min/σ_max, and
+        gap the median gap σ_r/σ_{r+1} over the rank-deficient trials (NaN when every trial
+        has full rank): ~1 for ill-conditioning, ≳ 1e10 for a structural rank loss.
+
+    References:
+        Proposition 2.2, (2.13).
+    """
+    rows = []
+    for measure, radius in cases:
+        label = measure if radius is None else f"cap ρ={radius:g}"
+        for K in K_values:
+            t = table[measure, radius, K]
+            lost = ~np.asarray(t["full"])
+            gap = float(np.median(np.asarray(t["gap"])[lost])) if lost.any() else math.nan
+            rows.append((label, int(K), float(np.mean(t["full"])), float(np.median(t["ratio"])), gap))
+    return rows
 
 
 _batched_jacobian = jax.jit(jax.vmap(jacobian, in_axes=(None, 0, 0)), static_argnums=0)
