@@ -177,6 +177,12 @@ def test_analyse_critical_point_counts_at_the_xor_saddle():
     assert (a.K, a.r, a.nullity, a.rank_J, a.walk_dimension) == (13, 3, 6, 3, 6)
     assert a.rank_off == 4
     assert "Hessian nullity 6" in critical.describe_critical_point(a)
+    summary = critical.critical_point_summary(a)
+    assert (summary["K"], summary["r = rank D"], summary["K − r"], summary["Hessian nullity"]) == (13, 3, 10, 6)
+    assert (summary["rank ∂f"], summary["walked dimension"], summary["rank D at a random point 1e-3 away"]) == (3, 6, 4)
+    assert summary["rank D at walked points"] == ", ".join(str(r) for r in a.ranks_near)
+    assert summary["largest zero |λ| / max |λ|"] < 1e-14 < summary["smallest non-zero |λ| / max |λ|"]
+    assert summary["largest walk correction (t = 0.0001)"] == float(a.walk.corrections.max())
 
 
 def test_nullity_gap_and_span_curvatures_on_known_matrices(rng):

@@ -327,6 +327,22 @@ def test_random_bracket_analysis_one_neuron_net():
     np.testing.assert_allclose([r["frac"] for r in ra], [0.20235848, 0.99582295], rtol=1e-6)
 
 
+def test_random_bracket_summary_counts_per_network():
+    def inst(spec, fracs, ranks, K):
+        return dict(spec=tuple(spec), K=K, fractions=np.array(fracs), frac=max(fracs), ranks=ranks,
+                    full_rank=[2, 3, 4] if K == 4 else [3, 6, 9])
+    nets = [[1, 1, 1, 2], [2, 2, 1, 3]]
+    rand = [inst(nets[0], [0.5], [2, 3, 4], 4), inst(nets[0], [1e-7], [2, 3, 3], 4),
+            inst(nets[1], [0.2, 0.4, 0.6], [3, 6, 9], 9), inst(nets[1], [0.1, 0.3, 0.9], [3, 5, 9], 9)]
+    a, b = geo.random_bracket_summary(rand, nets, 1e-6)
+    assert (a["spec"], a["n"], a["near"], a["short"], a["slow"], a["steps"]) == ((1, 1, 1, 2), 2, 1, 1, 1, [3, None])
+    assert a["min_frac"] == 1e-7 and a["full_rank"] == [2, 3, 4]
+    assert (b["n"], b["near"], b["short"], b["slow"], b["steps"]) == (2, 0, 0, 1, [3])
+    assert b["median_fraction"] == pytest.approx(0.35) and b["min_frac"] == 0.6
+    with pytest.raises(ValueError, match="no instance"):
+        geo.random_bracket_summary(rand, [[3, 3, 1, 2]], 1e-6)
+
+
 def test_near_integrable_analysis_saturated_unit():
     na = geo.near_integrable_analysis()
     assert na["widths"] == (1, 2, 1) and na["N"] == 4 and na["preactivations"].shape == (4, 2)

@@ -479,18 +479,45 @@ def analyse_critical_point(output_map, theta, X, Y, key, *, null_rtol: float = 1
                             walk=walk, walk_dimension=d_walk, ranks_near=ranks_near, rank_off=int(rank_off))
 
 
-def describe_critical_point(a: CriticalAnalysis) -> str:
-    r"""One line summarising a `CriticalAnalysis` (the counts and the gaps that decide them)."""
+def _hessian_gaps(a: CriticalAnalysis) -> tuple[float, float]:
+    """(largest |λ| counted as zero, smallest non-zero |λ|), both relative to max |λ| of ∇²_θC."""
     absl = np.sort(np.abs(a.eigenvalues))
     top = absl[-1]
     z = absl[a.nullity - 1] / top if a.nullity else 0.0
     nz = absl[a.nullity] / top if a.nullity < a.K else np.inf
+    return float(z), float(nz)
+
+
+def describe_critical_point(a: CriticalAnalysis) -> str:
+    r"""One line summarising a `CriticalAnalysis` (the counts and the gaps that decide them)."""
+    z, nz = _hessian_gaps(a)
     w = a.walk
     return (f"K = {a.K}, r = {a.r}, K − r = {a.K - a.r} | Hessian nullity {a.nullity} (largest zero |λ|/max = {z:.1e}, "
             f"smallest non-zero {nz:.1e}) | rank ∂f = {a.rank_J} | walk: dimension {a.walk_dimension}, max correction "
             f"{w.corrections.max():.1e} (t = {w.step:g}), max |∇C| {w.grad_norms.max():.1e}, max |ΔC| "
             f"{np.abs(w.cost_change).max():.1e} | rank D at walked points {a.ranks_near}, at a random point 1e-3 away "
             f"{a.rank_off}")
+
+
+def critical_point_summary(a: CriticalAnalysis) -> dict:
+    r"""The numbers of a `CriticalAnalysis` by name, in reading order: one row (or column) of a table.
+
+    Keys: the counts K, r = rank D and K − r; the Hessian nullity with the two eigenvalue
+    ratios that decide it (largest |λ| counted as zero and smallest non-zero |λ|, relative to
+    max |λ|); rank ∂f; the walks' dimension, largest Newton correction, largest |∇_θC| and
+    |ΔC| at the walked points; rank D at (up to five) walked points and at a random point
+    at distance 10⁻³. Values are ints, floats, or a string for the list of ranks.
+    """
+    z, nz = _hessian_gaps(a)
+    w = a.walk
+    return {"K": a.K, "r = rank D": a.r, "K − r": a.K - a.r, "Hessian nullity": a.nullity,
+            "largest zero |λ| / max |λ|": z, "smallest non-zero |λ| / max |λ|": nz, "rank ∂f": a.rank_J,
+            "walked dimension": a.walk_dimension,
+            f"largest walk correction (t = {w.step:g})": float(w.corrections.max()),
+            "largest |∇C| on the walks": float(w.grad_norms.max()),
+            "largest |ΔC| on the walks": float(np.abs(w.cost_change).max()),
+            "rank D at walked points": ", ".join(str(int(r)) for r in a.ranks_near),
+            "rank D at a random point 1e-3 away": a.rank_off}
 
 
 def nullity_gap(eigenvalues, d: int) -> tuple[float, float]:

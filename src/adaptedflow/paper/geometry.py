@@ -1015,6 +1015,37 @@ def random_bracket_analysis(key, nets, n_random: int, rank_rtol: float = DEFAULT
     return out
 
 
+def random_bracket_summary(rand: list[dict], nets, near_integrable: float) -> list[dict]:
+    r"""Per network, what the instances of `random_bracket_analysis` show: the rows of a table.
+
+    Args:
+        rand: the output of `random_bracket_analysis`.  nets: its list of `[M, M_1, Q, N]`.
+        near_integrable: an instance whose largest normal fraction is below this counts as
+            near-integrable.
+
+    Returns:
+        One dict per spec of `nets`, in order: spec (tuple), n (instances), median_fraction
+        (over all brackets of its instances), min_frac (the smallest largest normal fraction
+        of an instance), near (instances with largest normal fraction < `near_integrable`),
+        short (rank < K after the last step), slow (some step's rank below min(K, free
+        dimension)), full_rank (min(K, free dimension) by step), steps (the generating steps
+        seen, ascending; None last: not generating within the steps computed).
+    """
+    out = []
+    for spec in nets:
+        rs = [r for r in rand if r["spec"] == tuple(spec)]
+        if not rs:
+            raise ValueError(f"no instance of network {list(spec)} in `rand`.")
+        steps = {next((k + 1 for k, x in enumerate(r["ranks"]) if x == r["K"]), None) for r in rs}
+        median = float(np.median(np.concatenate([r["fractions"] for r in rs])))
+        out.append(dict(spec=tuple(spec), n=len(rs), median_fraction=median, min_frac=min(r["frac"] for r in rs),
+                        near=sum(r["frac"] < near_integrable for r in rs),
+                        short=sum(r["ranks"][-1] < r["K"] for r in rs),
+                        slow=sum(r["ranks"] != r["full_rank"] for r in rs), full_rank=list(rs[0]["full_rank"]),
+                        steps=sorted(steps - {None}) + ([None] if None in steps else [])))
+    return out
+
+
 def near_integrable_analysis(shrink: float = 0.2) -> dict:
     r"""Why `near_integrable_instance` is nearly integrable: its second hidden unit is saturated.
 
