@@ -2,7 +2,13 @@
 
 import pytest
 
-from adaptedflow.book.bench import direction_cost_model, direction_flops, matrix_free_crossover
+from adaptedflow.book.bench import (
+    crossover_statement,
+    direction_cost_model,
+    direction_flops,
+    direction_time_summary,
+    matrix_free_crossover,
+)
 
 
 def test_direction_flops_closed_form():
@@ -55,3 +61,31 @@ def test_matrix_free_crossover_measured_or_not_in_sight():
     assert parallel.exponent_structured == pytest.approx(parallel.exponent_matrix_free, rel=1e-12)
     with pytest.raises(ValueError, match="at least two sizes"):
         matrix_free_crossover(_rows([10], [1.0], [2.0]))
+
+
+def test_crossover_statement_labels_an_extrapolation_and_hides_a_far_one():
+    rows = _rows([10, 100], [1.0, 100.0], [20.0, 200.0])          # the power laws meet at QN = 200
+    near = crossover_statement(matrix_free_crossover(rows), rows)
+    assert "structured was faster at every size of the sweep (QN ≤ 100)" in near
+    assert "Extrapolated, not measured" in near and "QN ≈ 2e+02" in near
+    far_rows = _rows([10, 100], [1.0, 100.0], [100.0, 1000.0])    # they meet at QN = 1000 > 5 · 100
+    far = crossover_statement(matrix_free_crossover(far_rows), far_rows, max_factor=5)
+    assert "beyond 5 × the largest measured QN: not shown" in far and "≈" not in far
+    measured_rows = _rows([10, 100, 1000], [1.0, 10.0, 100.0], [5.0, 8.0, 20.0])
+    assert crossover_statement(matrix_free_crossover(measured_rows), measured_rows).startswith(
+        "Measured: matrix-free was faster than structured at QN = 100")
+    parallel = _rows([10, 100], [1.0, 10.0], [2.0, 20.0])
+    assert "no larger than matrix-free's: no crossover in sight" in crossover_statement(
+        matrix_free_crossover(parallel), parallel)
+    assert all(len(line) < 100 for text in (near, far) for line in text.splitlines())
+    with pytest.raises(ValueError, match="max_factor"):
+        crossover_statement(matrix_free_crossover(rows), rows, max_factor=0.5)
+
+
+def test_direction_time_summary_ratios_and_fastest():
+    rows = [{"gradient": 1.0, "seconds": {"structured": 2.0, "dense": 4.0}},
+            {"gradient": 2.0, "seconds": {"structured": 8.0, "dense": 6.0}}]
+    summary = direction_time_summary(rows, ("structured", "dense"))
+    assert summary == [("structured", 2.0, 4.0, 1), ("dense", 3.0, 4.0, 1)]
+    with pytest.raises(ValueError, match="empty"):
+        direction_time_summary([], ("structured",))

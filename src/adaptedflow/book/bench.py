@@ -220,6 +220,57 @@ def matrix_free_crossover(rows) -> Crossover:
     return Crossover(p_s, p_m, None, None, None)
 
 
+def crossover_statement(cr: Crossover, rows, *, max_factor: float = 10.0) -> str:
+    r"""What a `Crossover` supports, in short sentences (one per line, each under 100 characters).
+
+    A crossover the sweep measured is reported as measured.  One extrapolated from the
+    fitted power laws is labelled as an extrapolation, and given only if it lies at most
+    `max_factor` times beyond the largest measured QN; farther out it is not shown.
+
+    Args:
+        cr: the result of `matrix_free_crossover` on `rows`.
+        rows: the sweep it was computed from (results of `time_direction_methods`).
+        max_factor: the farthest extrapolation given, as a multiple of the largest measured QN.
+
+    Returns:
+        The sentences, separated by newlines.
+    """
+    if max_factor < 1:
+        raise ValueError(f"`max_factor` must be at least 1; got {max_factor!r}.")
+    qn_max = max(int(r["QN"]) for r in rows)
+    if cr.first_faster is not None:
+        return f"Measured: matrix-free was faster than structured at QN = {cr.first_faster}, the first such size."
+    measured = f"Measured: structured was faster at every size of the sweep (QN ≤ {qn_max})."
+    if cr.extrapolated is None:
+        return measured + "\nIts fitted exponent is no larger than matrix-free's: no crossover in sight."
+    if cr.extrapolated > max_factor * qn_max:
+        return (measured + f"\nThe fitted power laws cross only beyond {max_factor:g} × the largest measured QN: "
+                "not shown.")
+    return (measured + f"\nExtrapolated, not measured: the fitted power laws cross at QN ≈ {cr.extrapolated:.2g}"
+            f"\n(where the kernel alone takes {cr.kernel_gib:.2g} GiB).")
+
+
+def direction_time_summary(rows, methods=("structured", "matrix-free", "dense")) -> list[tuple]:
+    r"""Per method, its time per direction in units of one gradient over a sweep, and where it was fastest.
+
+    Args:
+        rows: results of `time_direction_methods`, each with every method of `methods` timed.
+        methods: the methods compared.
+
+    Returns:
+        One `(method, smallest ratio, largest ratio, sizes where fastest)` per method, the
+        ratio being seconds per direction / seconds per gradient timed in the same process.
+    """
+    if not rows:
+        raise ValueError("`rows` is empty: nothing to summarise.")
+    fastest = [min(methods, key=lambda m: r["seconds"][m]) for r in rows]
+    out = []
+    for m in methods:
+        ratios = [r["seconds"][m] / r["gradient"] for r in rows]
+        out.append((m, min(ratios), max(ratios), fastest.count(m)))
+    return out
+
+
 def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
     r"""Wall-clock seconds of whole runs, timed round-robin so that load drift hits all alike.
 
