@@ -236,7 +236,6 @@ from adaptedflow.paper.discrete import (  # noqa: E402
     damped_band_excess,
     gauss_newton_counterexample,
     paired_time_ratios,
-    race_markdown,
     race_rows,
     race_summary,
     rate_bound,
@@ -363,8 +362,6 @@ def test_race_summary_rows_and_paired_ratios():
     assert rows[0] == ("steps to C ≤ 1e-2·C_0", "1 (adapted a)", "6 (gd)", "adapted")
     assert rows[2][2] == "> 6 (gd)" and rows[2][3] == "adapted"
     assert rows[-1] == ("test accuracy at the end", "0.950 (adapted b)", "0.920 (gd)", "tie within 2 s.e.")
-    md = race_markdown(rows, "toy")
-    assert md.count("\n") == len(rows) + 2 and md.startswith("| toy | adapted")
     pr = paired_time_ratios(table, seconds, "adapted a", ["gd"], 0)
     np.testing.assert_allclose(pr, [(1 / 3 * 3.0) / 0.6, (1 / 3 * 3.3) / 0.6])
     with pytest.raises(ValueError, match="`seconds` must have shape"):
@@ -600,3 +597,90 @@ def test_descent_options_errors(small_problem):
     plain = lambda theta, X: p["net"](theta, X)                          # a user's own map
     with pytest.raises(ValueError, match=r"structured"):
         descent("adapted", plain, *args[1:], step=1.0, n_steps=2, options=af.DirectionOptions(method="structured"))
+
+
+def _named_race():
+    runs = {"adapted h = 0.25N": _fake_run("adapted", [1.0, 1e-3, 1e-7, 1e-9], test=0.9),
+            "adapted h = 1N": _fake_run("adapted", [1.0, 1e-3, 1e-7, 1e-9], test=0.95),
+            "gradient descent η = 0.25": _fake_run("gd", [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01], test=0.92),
+            "Adam η = 0.01": _fake_run("adam", [1.0, 0.5, 0.2, 0.1, 0.05, 0.005, 0.001], test=0.7)}
+    seconds = np.array([[3.0, 3.0], [9.0, 9.0], [0.6, 0.6], [0.6, 0.6]])   # h = 1N: same steps, dearer
+    return race_summary(runs, seconds, 1.0, [2, 6])
+
+
+def test_race_label_and_every_run_row():
+    from adaptedflow.paper.discrete import race_label, race_run_rows
+    assert race_label("adapted h = 0.25N") == ("adapted descent", "h = 0.25N")
+    assert race_label("gradient descent η = 0.25") == ("gradient descent", "η = 0.25")
+    assert race_label("Adam η = 0.01") == ("Adam", "η = 0.01")
+    with pytest.raises(ValueError, match="not a race run"):
+        race_label("adapted")
+    table = _named_race()
+    columns, rows = race_run_rows(table, [2, 6])
+    assert len(rows) == 4 and all(len(r) == len(columns) for r in rows)
+    assert columns[3:5] == ["to C ≤ 1e-2·C_0", "to C ≤ 1e-6·C_0"]
+    assert rows[0][:5] == ("adapted descent", "h = 0.25N", "1000000.0", "1 step, 1000.0 ms", "2 steps, 2000.0 ms")
+    assert rows[2][4] == "not within 6 steps" and rows[3][5] == "1.0e-03"
+
+
+def test_race_fastest_names_the_least_time_not_the_fewest_steps():
+    from adaptedflow.paper.discrete import race_fastest, race_fastest_data, race_fastest_rows
+    table = _named_race()
+    table["adapted h = 1N"]["ks"][1] = 1                  # fewer steps to 1e-6, but each 3 times dearer
+    table["adapted h = 1N"]["secs"][1] = 1 * table["adapted h = 1N"]["step"]
+    fastest = race_fastest(table, [2, 6])
+    loose, tight = fastest
+    assert loose["overall"] == "Adam η = 0.01" and loose["methods"]["Adam"]["steps"] == 5
+    assert tight["methods"]["adapted descent"]["fastest"] == "adapted h = 0.25N"
+    assert tight["methods"]["adapted descent"]["fewest_steps"] == "adapted h = 1N"
+    assert tight["methods"]["gradient descent"]["fastest"] is None and tight["overall"] == "adapted h = 0.25N"
+    data = race_fastest_data(fastest)
+    assert data["tight_target"] == "1e-6·C_0" and data["fastest_adapted"] == "h = 0.25N"
+    assert data["fewest_steps_adapted"] == "h = 1N" and data["fewest_steps_adapted_k"] == 1
+    assert data["fastest_overall"] == "adapted descent, h = 0.25N"
+    assert data["fastest_adapted_ms"] == pytest.approx(2000.0)
+    columns, rows = race_fastest_rows(fastest)
+    assert columns[0] == "target" and columns[-1] == "fastest overall"
+    assert rows[1][2] == "not reached" and rows[1][-1] == "adapted descent, h = 0.25N"
+    assert rows[1][-2] == "h = 1N: 1 step"
+
+
+def test_generalisation_reading_follows_the_two_standard_error_rule():
+    from adaptedflow.paper.discrete import READINGS, generalisation_gap, generalisation_reading
+    assert generalisation_reading(-0.076, 0.05) == "worse"
+    assert generalisation_reading(-0.025, 0.05) == "none"
+    assert generalisation_reading(0.05, 0.05) == "none" and generalisation_reading(0.06, 0.05) == "better"
+    g = generalisation_gap(_named_race(), 100)
+    assert g["adapted"] == "adapted descent, h = 1N" and g["baseline"] == "gradient descent, η = 0.25"
+    assert g["gap"] == pytest.approx(0.03) and g["se"] == pytest.approx(g["band"] / 2)
+    assert g["band"] == accuracy_difference_band(0.95, 0.92, 100)
+    assert g["reading"] == "none" and g["reading_text"] == READINGS["none"]
+    assert list(g["per_step"]) == ["h = 0.25N", "h = 1N"] and g["lowest"] == "h = 0.25N"
+    low = g["per_step"]["h = 0.25N"]                      # 0.90 against 0.92: within 2 s.e. on 100 inputs
+    assert low["gap"] == pytest.approx(-0.02) and low["reading"] == "none"
+    assert g["worse_at"] == "none of the race's step sizes" and g["lowest_gap"] == low["gap"]
+    table = _named_race()
+    table["adapted h = 1N"]["test"] = 0.80                # now both below 0.92, one beyond 2 s.e.
+    g = generalisation_gap(table, 100)
+    assert g["adapted"] == "adapted descent, h = 0.25N" and g["lowest"] == "h = 1N"
+    assert g["per_step"]["h = 1N"]["reading"] == "worse" and g["worse_at"] == "h = 1N"
+    assert g["lowest_reading_text"] == READINGS["worse"]
+    assert g["lowest_se"] == pytest.approx(accuracy_difference_band(0.80, 0.92, 100) / 2)
+
+
+def test_findings_of_the_rate_checks_quote_their_numbers():
+    from types import SimpleNamespace
+
+    from adaptedflow.paper.discrete import damped_findings, rate_run_findings
+    small = {0.02: SimpleNamespace(deviation=np.array([0.0, 4.4e-3]), second_order=np.array([0.0, 2.5e-4]),
+                                   bound_ratio=0.17),
+             0.05: SimpleNamespace(deviation=np.array([0.0, 1.1e-2]), second_order=np.array([0.0, 1.6e-3]),
+                                   bound_ratio=0.12)}
+    findings, data = rate_run_findings(small)
+    assert "4.40e-03 at h = 0.02N, 1.10e-02 at h = 0.05N" in findings[0] and "0.17 of the bound" in findings[0]
+    assert "^{" not in findings[0] and findings[1].endswith("2.5e-04 at h = 0.02N, 1.6e-03 at h = 0.05N")
+    assert data == dict(max_dev={"0.02": 4.4e-3, "0.05": 1.1e-2}, max_dev_second_order={"0.02": 2.5e-4, "0.05": 1.6e-3},
+                        max_dev_over_B=0.17)
+    study = SimpleNamespace(runs={0.0: None, 1.0: None}, n_inside=3, n_widened=4, n_steps=4, worst_excess=0.4)
+    (text,) = damped_findings(study, 0.5)
+    assert text.startswith("along runs at h = 0.5N (λ/σ_min² ∈ [0.0, 1.0])") and "on 3/4 steps" in text

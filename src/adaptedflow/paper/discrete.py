@@ -989,11 +989,11 @@ def race_summary(runs: dict, seconds, C0: float, target_decades) -> dict:
         C0: the common initial cost.  target_decades: the d of each target.
 
     Returns:
-        name → dict with ``ks`` (steps to each target, −1 if not reached), ``reached``,
+        name → dict with ``method`` (of the run), ``ks`` (steps to each target, −1 if not reached), ``reached``,
         ``censored`` (steps, a target not reached counted as n + 1), ``secs`` (k × median
         time per step; ∞ if not reached), ``censored_secs`` (not reached: the whole run),
         ``step`` (median seconds per step), ``spread`` (slowest/fastest repeat), ``n``,
-        ``final`` (C_n), ``train``, ``test`` (accuracies), ``row`` (index into `seconds`).
+        ``final`` (C_n), ``final_ratio`` (C_n/C_0), ``train``, ``test`` (accuracies), ``row`` (index into `seconds`).
     """
     seconds = np.asarray(seconds, dtype=np.float64)
     if seconds.ndim != 2 or seconds.shape[0] != len(runs):
@@ -1005,10 +1005,11 @@ def race_summary(runs: dict, seconds, C0: float, target_decades) -> dict:
         step_s = float(np.median(secs)) / n
         ks = [first_step_below(r.costs, e) for e in targets]
         cens = [censored_steps(r.costs, e)[0] for e in targets]
-        table[name] = dict(ks=ks, reached=[k >= 0 for k in ks], censored=cens,
+        table[name] = dict(method=r.method, ks=ks, reached=[k >= 0 for k in ks], censored=cens,
                            secs=[k * step_s if k >= 0 else np.inf for k in ks],
                            censored_secs=[min(k, n) * step_s for k in cens], step=step_s,
                            spread=float(secs.max() / secs.min()), n=n, final=float(r.costs[-1]),
+                           final_ratio=float(r.costs[-1] / C0),
                            train=r.train_accuracy, test=r.test_accuracy, row=row)
     return table
 
@@ -1110,12 +1111,6 @@ def race_rows(table: dict, target_decades, n_test: int) -> list[tuple[str, str, 
     return rows
 
 
-def race_markdown(rows, header: str) -> str:
-    r"""The rows of `race_rows` as a Markdown table, headed `header` | adapted | baseline | better."""
-    md = f"| {header} | adapted (best for the row) | baseline (best for the row) | better |\n|---|---|---|---|\n"
-    return md + "\n".join(f"| {a} | {b} | {c} | {w} |" for a, b, c, w in rows) + "\n"
-
-
 def paired_time_ratios(table: dict, seconds, name: str, others, i: int) -> np.ndarray:
     r"""Per timed round r: time of `name` to target i / the fastest of `others` in the same round.
 
@@ -1137,3 +1132,202 @@ def paired_time_ratios(table: dict, seconds, name: str, others, i: int) -> np.nd
 
     return t(name) / np.min(np.stack([t(o) for o in others]), axis=0)
 
+
+#: How a race's methods are named in its tables.
+METHOD_NAMES = {"adapted": "adapted descent", "gd": "gradient descent", "adam": "Adam"}
+
+
+def race_label(name: str) -> tuple[str, str]:
+    r"""(method, step size) of a run named by `race_specs`: ``"adapted h = 0.25N"`` →
+    ``("adapted descent", "h = 0.25N")``, ``"Adam η = 0.01"`` → ``("Adam", "η = 0.01")``."""
+    for sep in (" h = ", " η = "):
+        head, found, step = name.partition(sep)
+        if found:
+            return METHOD_NAMES.get(head, head), sep.strip() + " " + step
+    raise ValueError(f"not a race run's name (\"<method> h = …\" or \"<method> η = …\"): {name!r}")
+
+
+def _steps(k: int) -> str:
+    return f"{k} step" if k == 1 else f"{k} steps"
+
+
+def _to_target(entry: dict, i: int) -> str:
+    if entry["reached"][i]:
+        return f"{_steps(entry['ks'][i])}, {1e3 * entry['secs'][i]:.1f} ms"
+    return f"not within {entry['n']} steps"
+
+
+def race_run_rows(table: dict, target_decades) -> tuple[list[str], list[tuple]]:
+    r"""Every run of a `race_summary`, one row each: `(columns, rows)` for a table.
+
+    Columns: method, step size, median µs per step, steps and milliseconds to each target
+    C ≤ 10^{−d}C_0 (or "not within n steps"), the final training cost C_n/C_0, train and
+    test accuracy.
+    """
+    columns = ["method", "step size", "µs per step",
+               *[f"to C ≤ 1e-{d}·C_0" for d in target_decades], "final C_n/C_0", "train accuracy", "test accuracy"]
+    rows = []
+    for name, e in table.items():
+        method, step = race_label(name)
+        rows.append((method, step, f"{1e6 * e['step']:.1f}", *[_to_target(e, i) for i in range(len(target_decades))],
+                     f"{e['final_ratio']:.1e}", f"{e['train']:.3f}", f"{e['test']:.3f}"))
+    return columns, rows
+
+
+def race_fastest(table: dict, target_decades) -> list[dict]:
+    r"""Per target C ≤ 10^{−d}C_0 of a `race_summary`: the fastest run per method and overall.
+
+    "Fastest" is the least wall-clock time to the target (steps × median time per step)
+    among the runs that reach it; for each method the run with the fewest steps is named
+    too (for adapted descent it need not be the fastest: a larger h takes fewer, dearer steps).
+
+    Returns:
+        One dict per target: ``decade``, ``target`` (e.g. ``"1e-6·C_0"``), ``methods``
+        (method → dict with ``fastest`` (the run's name or None if no run of the method
+        reached the target), ``ms``, ``steps`` (of that run), ``fewest_steps`` (name or None),
+        ``fewest_k``), ``overall`` (the fastest run's name or None) and ``overall_ms``.
+    """
+    out = []
+    for i, d in enumerate(target_decades):
+        methods = {}
+        for name, e in table.items():
+            methods.setdefault(METHOD_NAMES.get(e["method"], e["method"]), []).append(name)
+        per = {}
+        for method, names in methods.items():
+            hit = [n for n in names if table[n]["reached"][i]]
+            fast = min(hit, key=lambda n: table[n]["secs"][i]) if hit else None
+            few = min(hit, key=lambda n: (table[n]["ks"][i], table[n]["secs"][i])) if hit else None
+            per[method] = dict(fastest=fast, ms=1e3 * table[fast]["secs"][i] if fast else None,
+                               steps=table[fast]["ks"][i] if fast else None, fewest_steps=few,
+                               fewest_k=table[few]["ks"][i] if few else None)
+        reached = [p for p in per.values() if p["fastest"] is not None]
+        best = min(reached, key=lambda p: p["ms"]) if reached else None
+        out.append(dict(decade=int(d), target=f"1e-{d}·C_0", methods=per,
+                        overall=best["fastest"] if best else None, overall_ms=best["ms"] if best else None))
+    return out
+
+
+def race_fastest_rows(fastest: list[dict]) -> tuple[list[str], list[tuple]]:
+    r"""`race_fastest` as `(columns, rows)` for a table: per target, the fastest run of each
+    method (its step size, time and steps), adapted descent's fewest-steps run, and the fastest overall."""
+    methods = list(fastest[0]["methods"]) if fastest else []
+
+    def cell(p):
+        if p["fastest"] is None:
+            return "not reached"
+        return f"{race_label(p['fastest'])[1]}: {p['ms']:.1f} ms ({_steps(p['steps'])})"
+
+    columns = ["target", *[f"fastest {m}" for m in methods], "fewest steps, adapted descent", "fastest overall"]
+    rows = []
+    for f in fastest:
+        ad = f["methods"].get(METHOD_NAMES["adapted"], {})
+        few = (f"{race_label(ad['fewest_steps'])[1]}: {_steps(ad['fewest_k'])}" if ad.get("fewest_steps")
+               else "not reached")
+        overall = "not reached" if f["overall"] is None else ", ".join(race_label(f["overall"]))
+        rows.append((f"C ≤ {f['target']}", *[cell(f["methods"][m]) for m in methods], few, overall))
+    return columns, rows
+
+
+def race_fastest_data(fastest: list[dict]) -> dict:
+    r"""The numbers of `race_fastest` a chapter's text quotes (through a claim record's ``data``).
+
+    Flat fields for the tightest (last) target: ``tight_target``, ``fastest_adapted`` (step
+    size of the fastest adapted run, or "none"), ``fastest_adapted_ms``, ``fastest_adapted_steps``,
+    ``fewest_steps_adapted`` (step size), ``fewest_steps_adapted_k``, ``fastest_overall``
+    ("method, step size" or "none"), ``fastest_overall_ms``; and ``fastest``: per target
+    ``"1e-d"`` the run names and times of every method.
+    """
+    if not fastest:
+        raise ValueError("`fastest` is empty: the race had no target.")
+    t = fastest[-1]
+    ad = t["methods"].get(METHOD_NAMES["adapted"], dict(fastest=None, ms=None, steps=None, fewest_steps=None,
+                                                         fewest_k=None))
+    return dict(
+        tight_target=t["target"],
+        fastest_adapted=race_label(ad["fastest"])[1] if ad["fastest"] else "none",
+        fastest_adapted_ms=ad["ms"], fastest_adapted_steps=ad["steps"],
+        fewest_steps_adapted=race_label(ad["fewest_steps"])[1] if ad["fewest_steps"] else "none",
+        fewest_steps_adapted_k=ad["fewest_k"],
+        fastest_overall=", ".join(race_label(t["overall"])) if t["overall"] else "none",
+        fastest_overall_ms=t["overall_ms"],
+        fastest={f"1e-{f['decade']}": {m: dict(run=p["fastest"], ms=p["ms"], steps=p["steps"])
+                                       for m, p in f["methods"].items()} for f in fastest})
+
+
+#: The reading of a test-accuracy gap against twice its standard error (`generalisation_reading`).
+READINGS = {"worse": "adapted descent generalises worse",
+            "none": "there is no detectable difference in generalisation",
+            "better": "adapted descent generalises better"}
+
+
+def generalisation_reading(gap: float, band: float) -> str:
+    r"""``"worse"``, ``"none"`` (no detectable difference) or ``"better"``: the gap (adapted −
+    baseline test accuracy) against `band`, twice its standard error (`accuracy_difference_band`)."""
+    return "worse" if gap < -band else ("better" if gap > band else "none")
+
+
+def generalisation_gap(table: dict, n_test: int) -> dict:
+    r"""The generalisation gaps of a `race_summary`, as a claim record's ``data`` quotes them.
+
+    Two comparisons, each read by the 2-standard-error rule (`generalisation_reading`):
+    the best adapted run against the best baseline (each family by its highest test
+    accuracy, as `split_comparison` counts a split), and every adapted run against the best
+    baseline (so the step sizes where adapted descent generalises worse are named).
+
+    Returns:
+        ``adapted``, ``baseline`` (the runs with the best test accuracy of each family, as
+        "method, step size"), ``test_adapted``, ``test_baseline``, ``gap`` (adapted − baseline),
+        ``se`` (its standard error, half of `accuracy_difference_band`), ``band`` (2 s.e.),
+        ``reading`` (`generalisation_reading`), ``reading_text`` (`READINGS`); ``per_step``:
+        step size → dict(test, gap, se, reading) of every adapted run against the best
+        baseline; ``worse_at`` (the step sizes read "worse", joined, or "none of the race's
+        step sizes"); ``lowest`` (the step size of the adapted run with the lowest test
+        accuracy), ``lowest_test``, ``lowest_gap``, ``lowest_se``, ``lowest_reading_text``.
+    """
+    tg = best_test_gap(table, n_test)
+    reading = generalisation_reading(tg.gap, tg.band)
+    best = float(table[tg.baseline]["test"])
+    per_step = {}
+    for name in race_names(table)[0]:
+        test = float(table[name]["test"])
+        band = accuracy_difference_band(test, best, n_test)
+        per_step[race_label(name)[1]] = dict(test=test, gap=test - best, se=band / 2,
+                                             reading=generalisation_reading(test - best, band))
+    worse = [step for step, g in per_step.items() if g["reading"] == "worse"]
+    lowest = min(per_step, key=lambda step: per_step[step]["test"])
+    low = per_step[lowest]
+    return dict(adapted=", ".join(race_label(tg.adapted)), baseline=", ".join(race_label(tg.baseline)),
+                test_adapted=float(table[tg.adapted]["test"]), test_baseline=best,
+                gap=float(tg.gap), se=float(tg.band / 2), band=float(tg.band), reading=reading,
+                reading_text=READINGS[reading], per_step=per_step,
+                worse_at=" and ".join(worse) if worse else "none of the race's step sizes",
+                lowest=lowest, lowest_test=low["test"], lowest_gap=low["gap"], lowest_se=low["se"],
+                lowest_reading_text=READINGS[low["reading"]])
+
+
+def rate_run_findings(small: dict) -> tuple[tuple[str, str], dict]:
+    r"""The findings and data of the whole-run rate check over `small_step_runs` (h/N → `SmallStepRun`).
+
+    Returns:
+        `(findings, data)`: two sentences (the O(h) deviation from the rate, the share of the
+        bound B_k it uses; what the second-order terms leave) and their numbers.
+    """
+    b_ratio = max(s.bound_ratio for s in small.values())
+    findings = ("over a run the deviation from (1 − h/N)^(2k)·C_0 is O(h), Euler's global error, not O(h²): max "
+                + ", ".join(f"{s.deviation.max():.2e} at h = {f:g}N" for f, s in small.items())
+                + f"; it uses up to {b_ratio:.2f} of the bound B_k that the one-step defects allow",
+                "the second-order terms account for it: what is left is "
+                + ", ".join(f"{s.second_order.max():.1e} at h = {f:g}N" for f, s in small.items()))
+    data = dict(max_dev={f"{f:g}": float(s.deviation.max()) for f, s in small.items()},
+                max_dev_second_order={f"{f:g}": float(s.second_order.max()) for f, s in small.items()},
+                max_dev_over_B=b_ratio)
+    return findings, data
+
+
+def damped_findings(study: DampedStudy, h_frac: float) -> tuple[str]:
+    r"""The finding of the damped check: how many steps of `damped_study`'s runs at h = `h_frac`·N
+    contract inside their band, and inside the band widened by the defect bound."""
+    return (f"along runs at h = {h_frac:g}N (λ/σ_min² ∈ {list(study.runs)}), ρ_k lies inside its band "
+            f"on {study.n_inside}/{study.n_steps} steps and inside the band widened by the defect bound on "
+            f"{study.n_widened}/{study.n_steps}; the largest excess is {study.worst_excess:.2f} of the defect "
+            "bound (the defect can point along the residual)",)
