@@ -427,3 +427,10 @@ def test_results_at_a_glance_counts_and_numbers():
         assert part in first
     assert "Counterexample: least eigenvalue of the Hessian = -0.297" in text
     assert "Evidence: min ratio = 0.656" in text
+
+
+def test_cite_page_and_citation_cff_name_the_arxiv_version_checked():
+    version = re.compile(r"2311\.15487\**\s*\**v\d+")
+    for name in ("book/cite.md", "CITATION.cff"):
+        text = (ROOT / name).read_text()
+        assert version.search(text.replace("**", "")), f"{name} does not name the arXiv version checked"
