@@ -4,7 +4,7 @@ r"""The analyses of §1–2.2 run by the first chapters: identities, the rate (2
   adapted direction (1.30), with the spectrum of D Dᵀ, at a list of θ.
 * `rate_errors`: how far adapted orbits are from the comparison solutions (2.6)–(2.7) of
   Theorem 2.1, with each orbit's integrator budget.
-* `stopping_time_errors`: measured first-passage times against s_*(ε) (2.18) of Corollary 2.3,
+* `stopping_time_errors`: measured first-passage times against s_*(ε) (2.18) of Theorem 2.3,
   with their error budget.
 """
 
@@ -108,7 +108,7 @@ class StoppingTimes(NamedTuple):
 
 def stopping_time_errors(output_map, theta0s: Sequence, X, Y, ratios, *, rtol: float, atol: float,
                          rank_rtol: float) -> StoppingTimes:
-    r"""Corollary 2.3: the first time C(s) ≤ ε along the adapted flow, against s_*(ε) (2.18).
+    r"""Theorem 2.3: the first time C(s) ≤ ε along the adapted flow, against s_*(ε) (2.18).
 
     The thresholds are ε = ratio·C(0).  Crossings are located by `first_passage_times` up to
     s = 2N log(1/min ratio) (four times (2.18), never used to locate); τ comes from one saved
