@@ -391,13 +391,14 @@ def clear_chapter(chapter: str, directory: Path | None = None) -> None:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|$#])")
 
 
-_SCRIPT = re.compile(r"([\^_])\{([^{}]*)\}")
+#: A TeX-like superscript or subscript, ``^{…}`` or ``_{…}`` (group 1: the sign, group 2: the body).
+TEX_SCRIPT = re.compile(r"([\^_])\{([^{}]*)\}")
 
 
 def detex(text: str) -> str:
     """``e^{−2s/N}`` → ``e^(−2s/N)``, ``x_{k+1}`` → ``x_(k+1)``: what a page shows as text never
     contains TeX braces (the records keep their text as written)."""
-    return _SCRIPT.sub(r"\1(\2)", text)
+    return TEX_SCRIPT.sub(r"\1(\2)", text)
 
 
 def md_escape(text: str) -> str:

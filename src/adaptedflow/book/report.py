@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .claims import TEX_SCRIPT
 from .statements import EXTRA_STATEMENTS, STATEMENTS
 
 #: Packages whose exact versions the Reproducibility page reports.
@@ -74,20 +75,26 @@ def _badge(verdict: str) -> str:
     return (f'<span class="af-badge" style="background:{colour}">{html.escape(verdict)}</span>')
 
 
-_SCRIPT = re.compile(r"([\^_])\{([^{}]*)\}")
+def _scripts(text: str, escape, script) -> str:
+    """`text` with `escape` applied to the plain runs and `script(sign, body)` to each
+    TeX-like ``^{…}`` / ``_{…}``."""
+    out, last = [], 0
+    for m in TEX_SCRIPT.finditer(text):
+        out.append(escape(text[last:m.start()]))
+        out.append(script(m.group(1), m.group(2)))
+        last = m.end()
+    out.append(escape(text[last:]))
+    return "".join(out)
 
 
 def plain_html(text: str) -> str:
     """`text` HTML-escaped, with TeX-like ``^{…}`` / ``_{…}`` written as <sup>/<sub>
     (the registry's one-line statements use them; raw TeX must never reach the page)."""
-    out, last = [], 0
-    for m in _SCRIPT.finditer(text):
-        out.append(html.escape(text[last:m.start()]))
-        tag = "sup" if m.group(1) == "^" else "sub"
-        out.append(f"<{tag}>{html.escape(m.group(2))}</{tag}>")
-        last = m.end()
-    out.append(html.escape(text[last:]))
-    return "".join(out)
+    def tag(sign, body):
+        name = "sup" if sign == "^" else "sub"
+        return f"<{name}>{html.escape(body)}</{name}>"
+
+    return _scripts(text, html.escape, tag)
 
 
 def plain_md(text: str) -> str:
@@ -95,14 +102,7 @@ def plain_md(text: str) -> str:
     {sup} / {sub} roles."""
     from .claims import md_escape
 
-    out, last = [], 0
-    for m in _SCRIPT.finditer(text):
-        out.append(md_escape(text[last:m.start()]))
-        role = "sup" if m.group(1) == "^" else "sub"
-        out.append(f"{{{role}}}`{m.group(2)}`")
-        last = m.end()
-    out.append(md_escape(text[last:]))
-    return "".join(out)
+    return _scripts(text, md_escape, lambda sign, body: f"{{{'sup' if sign == '^' else 'sub'}}}`{body}`")
 
 
 def _short_quantity(q: str) -> str:
