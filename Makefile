@@ -1,6 +1,8 @@
 # adaptedflow — the two commands of the README:
 #   make book   create .venv if missing, install the pinned environment, execute every
-#               chapter with papermill, build the HTML into _build/html
+#               chapter with papermill whose key changed (notebook, src/adaptedflow,
+#               requirements-lock.txt, parameters, mode; the others come from _build/cache),
+#               build the HTML into _build/html
 #   make test   ruff, unit tests, every chapter at its fast parameters, strict HTML build
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,10 +16,17 @@ export OPENBLAS_NUM_THREADS ?= 1
 .PHONY: book book-full seeds seeds-full test unit lint lab install clean help
 SEEDS ?= 0-19
 FULL_SEEDS ?= 0-3
+# Seconds one cell may run (python -m adaptedflow.book --cell-timeout); the publication
+# sizes get more: chapter 11's timing cell can pass 900 s on a loaded machine.
+CELL_TIMEOUT ?= 900
+FULL_CELL_TIMEOUT ?= 1800
+# More options for python -m adaptedflow.book, e.g. BOOK_ARGS=--force (re-execute every chapter).
+BOOK_ARGS ?=
 
 help:
-	@echo "make book       execute every chapter (fast parameters) and build _build/html"
-	@echo "make book-full  the same at the publication parameters"
+	@echo "make book       execute the chapters that changed (fast parameters; the others from"
+	@echo "                _build/cache) and build _build/html; BOOK_ARGS=--force executes every one"
+	@echo "make book-full  the same at the publication parameters (cell limit FULL_CELL_TIMEOUT=$(FULL_CELL_TIMEOUT) s)"
 	@echo "make seeds      every chapter at seeds $(SEEDS) (fast): worst margin per claim (not part of make test)"
 	@echo "make seeds-full every chapter at seeds $(FULL_SEEDS) at the publication parameters"
 	@echo "make test       lint + unit tests + every chapter via papermill + strict HTML build"
@@ -37,16 +46,16 @@ $(STAMP): requirements-lock.txt pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m adaptedflow.book
+	$(PY) -m adaptedflow.book --cell-timeout $(CELL_TIMEOUT) $(BOOK_ARGS)
 
 book-full: $(STAMP)
-	$(PY) -m adaptedflow.book --full
+	$(PY) -m adaptedflow.book --full --cell-timeout $(FULL_CELL_TIMEOUT) $(BOOK_ARGS)
 
 seeds: $(STAMP)
-	$(PY) -m adaptedflow.book --seeds $(SEEDS)
+	$(PY) -m adaptedflow.book --seeds $(SEEDS) --cell-timeout $(CELL_TIMEOUT)
 
 seeds-full: $(STAMP)
-	$(PY) -m adaptedflow.book --full --seeds $(FULL_SEEDS)
+	$(PY) -m adaptedflow.book --full --seeds $(FULL_SEEDS) --cell-timeout $(FULL_CELL_TIMEOUT)
 
 test: lint
 	$(PY) -m pytest

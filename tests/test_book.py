@@ -71,6 +71,8 @@ def test_generated_pages_and_json(built_book):
     for name in ("jax", "jaxlib", "diffrax", "numpy", "matplotlib", "papermill", "jupyter-book"):
         assert manifest["packages"][name], name
     assert {c["chapter"] for c in manifest["chapters"]} >= {Path(e).name for e in toc_chapters(ROOT)}
+    # make test never reads the execution cache: every chapter ran in this build, with its key
+    assert all(c["run"] == "ran now" and len(c["key"]) == 64 and c["date_utc"] for c in manifest["chapters"])
     page = (html / "book" / "claims.html").read_text()
     assert "thm-2.1" in page or "Theorem 2.1" in page
     from adaptedflow.book.statements import STATEMENTS
@@ -86,6 +88,7 @@ def test_generated_pages_and_json(built_book):
     assert 'id="claim-thm-2.1-rate"' in (html / "book" / "02_exponential_rate.html").read_text()
     repro = (html / "book" / "reproducibility.html").read_text()
     assert manifest["git_commit"] is None or manifest["git_commit"] in repro
+    assert "ran now" in repro and manifest["chapters"][0]["key"][:12] in repro
     cite = (html / "book" / "cite.html").read_text()
     assert "Hanin" in cite and "Nonnenmacher" in cite          # the bibliography rendered
     assert (html / "mathjax" / "es5" / "tex-chtml.js").exists()
@@ -176,7 +179,8 @@ def test_hanging_chapter_is_stopped_by_the_cell_timeout(tmp_path):
 
 
 def test_a_chapter_run_twice_gives_bit_identical_claims(tmp_path):
-    """Determinism: the same chapter, same machine, same parameters → the same claim values."""
+    """Determinism: the same chapter, same machine, same parameters → the same claim values.
+    Under pytest the execution cache is off: the second build executes the chapter again."""
     root = _toy_book(tmp_path, {})
     shutil.copy(ROOT / "book" / "01_setting.ipynb", root / "book" / "01_setting.ipynb")
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: book/01_setting\n")
@@ -185,6 +189,7 @@ def test_a_chapter_run_twice_gives_bit_identical_claims(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--root", str(root), "--no-html"],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "0 of 1 chapters from the cache, 1 executed (cache not used)" in proc.stdout, proc.stdout[-3000:]
         records = json.loads((root / "_build" / "claims.json").read_text())
         values.append({(r["id"], r["part"]): r["measured"] for r in records})
     assert values[0] == values[1] and len(values[0]) >= 4
@@ -229,7 +234,7 @@ def test_seed_sweep_reports_the_worst_margin_and_the_failing_seeds(tmp_path):
     assert "counterexample varies with the seed" in proc.stdout
     staged = json.loads((root / "_build" / "seeds" / "fast" / "seed-2" / "stage" / "book" / "sweep.ipynb").read_text())
     box = "".join(next(c for c in staged["cells"] if "af-result" in c["metadata"].get("tags", []))["source"])
-    assert "fast parameters, seed 2" in box and "§4.2: fails as written" in box
+    assert "Ran at the fast parameters: `seed = 2`." in box and "§4.2: fails as written" in box
     rows = json.loads((root / "_build" / "seeds" / "fast" / "margins.json").read_text())
     main = next(r for r in rows if r["id"] == "thm-2.1")
     assert main["failed"] == [3] and main["worst_seed"] == 3 and main["seeds"] == [0, 1, 2, 3]
@@ -254,8 +259,20 @@ def test_result_box_follows_the_records_and_replaces_an_old_one(tmp_path):
     boxes = [c for c in cells if "af-result" in c["metadata"].get("tags", [])]
     assert len(boxes) == 1 and cells[1] is not None and "af-result" in cells[1]["metadata"]["tags"]
     text = "".join(boxes[0]["source"])
-    assert "publication parameters, seed 3" in text and "§4.2: fails as written" in text
+    assert "Ran at the publication parameters: `seed = 3`." in text and "§4.2: fails as written" in text
     assert "counterexample: counterexample confirmed" in text and "3/20 equilibria" in text
+
+
+def test_result_box_names_the_mode_and_the_size_parameters(tmp_path):
+    from adaptedflow.book.report import result_box
+
+    rec = {"id": "thm-2.1", "kind": "identity", "outcome": "holds", "passed": True, "verdict": "reproduced",
+           "findings": []}
+    params = {"seed": 0, "N": 16, "hidden": [24, 24], "rtol": 1e-13, "mode": "full"}
+    box = result_box([rec], mode="full", parameters=params, sizes=["N", "hidden", "seed", "seed"])
+    assert "Ran at the publication parameters: `N = 16`, `hidden = [24, 24]`, `seed = 0`." in box
+    box = result_box([rec], mode="fast", parameters={"seed": 0, "N": 10, "mode": "fast"})
+    assert "Ran at the fast parameters: `seed = 0`, `N = 10`." in box
 
 
 def test_result_box_stands_right_under_the_title(tmp_path):

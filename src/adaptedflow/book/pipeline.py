@@ -9,6 +9,8 @@ Usage (from the project root; `make book` calls it)::
     python -m adaptedflow.book --param seed=3  # override a parameter of every chapter
     python -m adaptedflow.book --seeds 0-19    # every chapter at seeds 0..19, margin table
     python -m adaptedflow.book --seeds-report  # the margin table of the stored seed runs
+    python -m adaptedflow.book --force         # re-execute every chapter, even if cached
+    python -m adaptedflow.book --no-cache      # neither read nor write the execution cache
 
 Steps:
 
@@ -18,12 +20,21 @@ Steps:
    (fast: the notebook's own `parameters` cell; `--full`: the parameters stored in the
    notebook's metadata ``adaptedflow.full_parameters``), printing one line per chapter.
    A failing chapter prints its failing cell and traceback; the others still run.
+   **Execution cache**: a chapter is executed only when its key (`chapter_key`: the
+   notebook's bytes, every file of `src/adaptedflow`, `requirements-lock.txt`, the
+   effective parameters and the mode) differs from the key of its last successful run
+   stored in `_build/cache/<mode>/<chapter>/`; otherwise that run's executed notebook and
+   claim records are restored (`--force` re-executes and refreshes the cache, `--no-cache`
+   neither reads nor writes it; `--seeds` never uses it, nor does any run under pytest).
 3. Gather every chapter's claim records into `_build/claims.json`, and generate the
    Claims and Reproducibility pages and `_static/claims.json`, `_static/manifest.json`;
    fill the staged index's results at a glance and headline figure (chapter 02's
    ``fig-02-rate``), and the cite page's BibTeX entry (url, version, commit).
    Each chapter's executed copy gets its "Result" box right under its title.
 4. ``jupyter-book build _build/stage --path-output . -n -W --keep-going`` (execution off).
+   Sphinx rebuilds only the pages whose staged source changed: a notebook restored from
+   the cache keeps its staged file (bytes and date) when identical, so a build with nothing
+   to execute rewrites only the generated pages (measured: 9 s in all, 11 chapters cached).
 
 The command exits non-zero if any chapter or the HTML build failed.
 """
@@ -31,6 +42,8 @@ The command exits non-zero if any chapter or the HTML build failed.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -333,12 +346,14 @@ def _split_title(cells: list[dict]) -> None:
     cells.insert(at + 1, rest)
 
 
-def insert_result_box(executed: Path, records: list[dict], *, mode: str, parameters: dict) -> None:
+def insert_result_box(executed: Path, records: list[dict], *, mode: str, parameters: dict,
+                      sizes: list[str] | None = None) -> None:
     """Put the chapter's "Result" box, generated from its records, right under its title
-    (replacing the box of an earlier run); the title cell is split from the text after it."""
+    (replacing the box of an earlier run); the title cell is split from the text after it.
+    `sizes`: the parameters the box names (default: all but ``mode``)."""
     nb = json.loads(executed.read_text())
     cells = [c for c in nb.get("cells", []) if "af-result" not in c.get("metadata", {}).get("tags", [])]
-    box = result_box(records, mode=mode, parameters=parameters)
+    box = result_box(records, mode=mode, parameters=parameters, sizes=sizes)
     if box:
         _split_title(cells)
         at = next((i + 1 for i, c in enumerate(cells) if c.get("cell_type") == "markdown"), 0)
@@ -380,6 +395,7 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
     env.setdefault("JAX_COMPILATION_CACHE_DIR", str(root / "_build" / "jax-cache"))
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    date_utc = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -388,7 +404,8 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
     if out.exists():
         _hide_injected(out)
         insert_result_box(out, [r for r in collect(claims) if r["chapter"] == name],
-                           mode="full" if full else "fast", parameters={**_notebook_defaults(src), **params})
+                           mode="full" if full else "fast", parameters={**_notebook_defaults(src), **params},
+                           sizes=[*full_parameters(src), *(overrides or {}), "seed"])
     if not ok:
         detail = _first_error(out) if out.exists() else None
         if "timed out" in proc.stderr:
@@ -398,7 +415,113 @@ def run_chapter(root: Path, stage: Path, entry: str, *, full: bool, cell_timeout
             tail = _ANSI.sub("", proc.stderr).strip().splitlines()[-25:]
             detail = "  papermill output (last lines):\n" + "\n".join("    " + line for line in tail)
     return {"chapter": name, "ok": ok, "seconds": seconds, "mode": "full" if full else "fast",
-            "parameters": params, "detail": detail}
+            "parameters": params, "detail": detail, "date_utc": date_utc, "cached": False}
+
+
+# --------------------------------------------------------------------------- execution cache
+
+
+def _digest_update(h, label: str, data: bytes) -> None:
+    """Feed one labelled, length-prefixed field to a hash (no two inputs can collide by concatenation)."""
+    h.update(label.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+
+
+def code_digest(root: Path) -> str:
+    """sha256 over every file of `root/src/adaptedflow` (sorted relative paths and bytes;
+    `__pycache__` and ``*.pyc`` excluded) and `root/requirements-lock.txt`: what every
+    chapter's key shares."""
+    h = hashlib.sha256()
+    src = root / "src" / "adaptedflow"
+    files = sorted((p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.relative_to(src).parts
+                    and p.suffix != ".pyc"), key=lambda p: p.relative_to(src).as_posix()) if src.is_dir() else []
+    for path in files:
+        _digest_update(h, "src:" + path.relative_to(src).as_posix(), path.read_bytes())
+    lock = root / "requirements-lock.txt"
+    _digest_update(h, "lock", lock.read_bytes() if lock.exists() else b"")
+    return h.hexdigest()
+
+
+def effective_parameters(notebook: Path, *, full: bool, overrides: dict | None = None) -> dict:
+    """The parameters a chapter runs at: its parameters cell, then (`full`) its publication
+    parameters and ``mode="full"``, then `overrides`."""
+    params = dict(full_parameters(notebook), mode="full") if full else {}
+    params.update(overrides or {})
+    return {**_notebook_defaults(notebook), **params}
+
+
+def chapter_key(notebook: Path, *, code: str, mode: str, parameters: dict) -> str:
+    """The execution-cache key of a chapter (64 hex digits): sha256 over the notebook's
+    bytes, `code` (`code_digest`: the package sources and the lock file), the effective
+    `parameters` (JSON, sorted keys) and the `mode` ("fast" or "full")."""
+    h = hashlib.sha256()
+    _digest_update(h, "notebook", notebook.read_bytes())
+    _digest_update(h, "code", code.encode())
+    _digest_update(h, "parameters", json.dumps(parameters, sort_keys=True, default=str).encode())
+    _digest_update(h, "mode", mode.encode())
+    return h.hexdigest()
+
+
+def cache_dir(root: Path, mode: str, name: str) -> Path:
+    """Where the last successful run of chapter `name` at `mode` is kept:
+    `_build/cache/<mode>/<name>/` holding ``<name>.ipynb`` (the executed notebook, Result
+    box included), ``claims/*.json`` (its claim records) and ``row.json`` (its execution
+    row with ``key``, ``date_utc`` and ``seconds``)."""
+    return root / "_build" / "cache" / mode / name
+
+
+def store_in_cache(root: Path, stage: Path, entry: str, row: dict, *, claims: Path | None = None) -> None:
+    """Keep a chapter's run for reuse: only a successful one; a failed run removes the
+    entry, so that the next build executes the chapter again."""
+    name = chapter_name(entry)
+    dest = cache_dir(root, row["mode"], name)
+    if not row["ok"] or not (stage / f"{entry}.ipynb").exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    claims = claims or root / "_build" / "claims"
+    tmp = dest.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "claims").mkdir(parents=True)
+    shutil.copy2(stage / f"{entry}.ipynb", tmp / f"{name}.ipynb")
+    for path in sorted((claims / name).glob("*.json")):
+        shutil.copy2(path, tmp / "claims" / path.name)
+    keep = {k: row[k] for k in ("chapter", "ok", "seconds", "mode", "parameters", "key", "date_utc")}
+    (tmp / "row.json").write_text(json.dumps(keep, indent=1, sort_keys=True, default=str) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def restore_from_cache(root: Path, stage: Path, entry: str, *, key: str, mode: str,
+                       claims: Path | None = None) -> dict | None:
+    """If the cache holds a successful run of `entry` at `mode` under `key`, put its
+    executed notebook into the stage (left untouched when identical, so the HTML build
+    sees no change) and its claim records into `claims` (replacing the chapter's), and
+    return its execution row (``cached`` true); else None."""
+    name = chapter_name(entry)
+    d = cache_dir(root, mode, name)
+    try:
+        row = json.loads((d / "row.json").read_text())
+    except (OSError, ValueError):
+        return None
+    executed = d / f"{name}.ipynb"
+    if row.get("key") != key or not row.get("ok") or not executed.exists() or not (d / "claims").is_dir():
+        return None
+    out = stage / f"{entry}.ipynb"
+    data = executed.read_bytes()
+    if not out.exists() or out.read_bytes() != data:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+    claims = claims or root / "_build" / "claims"
+    clear_chapter(name, claims)
+    (claims / name).mkdir(parents=True, exist_ok=True)
+    for path in sorted((d / "claims").glob("*.json")):
+        shutil.copy2(path, claims / name / path.name)
+    return {**row, "cached": True, "detail": None}
+
+
+def cache_enabled(no_cache: bool) -> bool:
+    """Whether the build uses the execution cache: not with `--no-cache`, and never under
+    pytest (``PYTEST_CURRENT_TEST`` is set): the tests always execute every chapter."""
+    return not no_cache and "PYTEST_CURRENT_TEST" not in os.environ
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -531,6 +654,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds-report", action="store_true",
                         help="print the margin table of the seed runs stored under _build/seeds and exit")
     parser.add_argument("--root", type=Path, default=None, help="project root (default: found from cwd)")
+    parser.add_argument("--force", action="store_true",
+                        help="execute every selected chapter even if the cache holds a run with the same key "
+                             "(the cache is refreshed)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the execution cache _build/cache (make test; pytest always)")
     args = parser.parse_args(argv)
 
     root = (args.root or project_root()).resolve()
@@ -595,22 +723,43 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy2(root / f"{e}.ipynb", stage / f"{e}.ipynb")
 
     mode = "full" if args.full else "fast"
+    use_cache = cache_enabled(args.no_cache)
+    code = code_digest(root)
+    keys = {e: chapter_key(root / f"{e}.ipynb", code=code, mode=mode,
+                           parameters=effective_parameters(root / f"{e}.ipynb", full=args.full, overrides=overrides))
+            for e in selected}
+    done: dict[str, dict] = {}
+    if use_cache and not args.force:
+        for e in selected:
+            row = restore_from_cache(root, stage, e, key=keys[e], mode=mode)
+            if row is not None:
+                done[e] = row
+    to_run = [e for e in selected if e not in done]
     extra = f" with {overrides}" if overrides else ""
-    print(f"executing {len(selected)} chapter(s) at {mode} parameters{extra}", flush=True)
-    rows: list[dict] = []
+    cached_note = f"; {len(done)} from the cache" if done else ""
+    print(f"executing {len(to_run)} of {len(selected)} chapter(s) at {mode} parameters{extra}{cached_note}"
+          + ("" if use_cache else " (cache not used)"), flush=True)
+    for e in selected:
+        if e in done:
+            r = done[e]
+            print(f"  {r['chapter']:<28} cached  (ran {r.get('date_utc', '?')} in {r['seconds']:.1f} s, "
+                  f"key {keys[e][:12]})", flush=True)
 
     def one(entry):
         row = run_chapter(root, stage, entry, full=args.full, cell_timeout=args.cell_timeout, overrides=overrides)
+        row["key"] = keys[entry]
+        if use_cache:
+            store_in_cache(root, stage, entry, row)
         print(f"  {row['chapter']:<28} {'ok' if row['ok'] else 'FAILED':<7} {row['seconds']:7.1f} s", flush=True)
         if row["detail"]:
             print(f"chapter {row['chapter']} FAILED\n{row['detail']}\n", flush=True)
         return row
 
     t0 = time.perf_counter()
-    alone = [e for e in selected if runs_alone(root / f"{e}.ipynb")]
+    alone = [e for e in to_run if runs_alone(root / f"{e}.ipynb")]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        together = [e for e in selected if e not in alone]
-        done = dict(zip(together, pool.map(one, together), strict=True))
+        together = [e for e in to_run if e not in alone]
+        done.update(zip(together, pool.map(one, together), strict=True))
     done.update((e, one(e)) for e in alone)             # timing chapters: nothing runs beside them
     rows = [done[e] for e in selected]
     total = time.perf_counter() - t0
@@ -619,11 +768,15 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = [r["chapter"] for r in rows if not r["ok"]]
     bad_claims = [f"{r['id']} ({r['part']}, {r['chapter']})" for r in records if not r["passed"]]
+    n_cached = sum(1 for r in rows if r.get("cached"))
     print("\nsummary")
-    print(f"  {'chapter':<28} {'seconds':>8}  ok")
+    print(f"  {'chapter':<28} {'seconds':>8}  {'ok':<3} run")
     for r in rows:
-        print(f"  {r['chapter']:<28} {r['seconds']:8.1f}  {'yes' if r['ok'] else 'NO'}")
-    print(f"  {'total':<28} {total:8.1f}")
+        how = f"from the cache (ran {r.get('date_utc', '?')})" if r.get("cached") else "ran now"
+        print(f"  {r['chapter']:<28} {r['seconds']:8.1f}  {'yes' if r['ok'] else 'NO':<3} {how}")
+    print(f"  {'total (executed now)':<28} {total:8.1f}")
+    print(f"{n_cached} of {len(rows)} chapters from the cache, {len(rows) - n_cached} executed"
+          + ("" if use_cache else " (cache not used)"))
     print(f"claims: {len(records)} recorded, {len(records) - len(bad_claims)} passed -> _build/claims.json")
     if bad_claims:
         print("failed claims: " + ", ".join(bad_claims))

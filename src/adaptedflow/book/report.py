@@ -35,7 +35,11 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def manifest(root: Path, rows: list[dict]) -> dict:
-    """The build's environment and execution record (the data of `manifest.json`)."""
+    """The build's environment and execution record (the data of `manifest.json`).
+
+    Per chapter: its status, seconds, mode and parameters, whether this build executed it
+    (``run``: "ran now") or restored its last run from the execution cache ("from cache"),
+    its cache key (sha256, `pipeline.chapter_key`) and when it ran (``date_utc``)."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -52,7 +56,9 @@ def manifest(root: Path, rows: list[dict]) -> dict:
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "packages": versions,
-        "chapters": [{k: r[k] for k in ("chapter", "ok", "seconds", "mode", "parameters")} for r in rows],
+        "chapters": [{**{k: r[k] for k in ("chapter", "ok", "seconds", "mode", "parameters")},
+                      "run": "from cache" if r.get("cached") else "ran now",
+                      "key": r.get("key"), "date_utc": r.get("date_utc")} for r in rows],
     }
 
 
@@ -256,17 +262,24 @@ row opens the cell of the chapter that made the check.
 """
 
 
-def result_box(records: list[dict], *, mode: str, parameters: dict) -> str:
+def _value(v) -> str:
+    """A parameter value as written in Python (lists as ``[16, 16]``)."""
+    return repr(v) if not isinstance(v, str) else v
+
+
+def result_box(records: list[dict], *, mode: str, parameters: dict, sizes: list[str] | None = None) -> str:
     """The "Result" box a chapter opens with (MyST markdown), generated from the records
-    its run wrote: the parameter set it ran at, and per statement the verdict, how its
-    checks came out and the findings."""
+    its run wrote: the parameter set it ran at (the mode, then the parameters named by
+    `sizes` in that order, default every parameter but ``mode``), and per statement the
+    verdict, how its checks came out and the findings."""
     from .claims import verdicts_markdown
 
     if not records:
         return ""
-    sizes = "publication parameters" if mode == "full" else "fast parameters"
-    seed = parameters.get("seed")
-    head = f"This run: {sizes}" + (f", seed {seed}" if seed is not None else "") + "."
+    names = list(dict.fromkeys(sizes if sizes is not None else parameters))
+    shown = [f"`{n} = {_value(parameters[n])}`" for n in names if n in parameters and n != "mode"]
+    sizes_text = "publication parameters" if mode == "full" else "fast parameters"
+    head = f"Ran at the {sizes_text}" + (": " + ", ".join(shown) if shown else "") + "."
     body = verdicts_markdown(records)
     failed = [r for r in records if not r["passed"]]
     if failed:
@@ -338,10 +351,14 @@ def reproducibility_page(data: dict) -> str:
     """The Reproducibility page (MyST markdown) for a `manifest` dict."""
     pk = "\n".join(f"| {name} | {v or 'not installed'} |" for name, v in data["packages"].items())
     ch = "\n".join(
-        f"| {c['chapter']} | {'ok' if c['ok'] else 'FAILED'} | {c['seconds']:.1f} | {c['mode']} | "
-        f"{', '.join(f'{k}={v}' for k, v in c['parameters'].items()) or 'notebook defaults'} |"
+        f"| {c['chapter']} | {'ok' if c['ok'] else 'FAILED'} | {c.get('run', 'ran now')} | "
+        f"{c.get('date_utc') or 'unknown'} | {c['seconds']:.1f} | {c['mode']} | "
+        f"{', '.join(f'{k}={v}' for k, v in c['parameters'].items()) or 'notebook defaults'} | "
+        f"{'`' + c['key'][:12] + '`' if c.get('key') else '-'} |"
         for c in data["chapters"]
     )
+    n_cached = sum(1 for c in data["chapters"] if c.get("run") == "from cache")
+    n_total = len(data["chapters"])
     dirty = {True: " (working tree had uncommitted changes)", False: "", None: ""}[data["git_dirty"]]
     return f"""# Reproducibility
 
@@ -365,15 +382,21 @@ holds the same data.
 ## Chapters as executed
 
 Each chapter was executed by papermill before the HTML was built; parameters other than
-the notebook's defaults are listed.
+the notebook's defaults are listed. A chapter whose notebook, package sources
+(`src/adaptedflow`), `requirements-lock.txt`, parameters and mode are unchanged since its
+last successful run is not executed again: that run's executed notebook and claim records
+are reused ("from cache"; {n_cached} of {n_total} chapters in this build). The key is
+the first 12 hex digits of the sha256 over those inputs; "ran" is the date (UTC) the chapter
+was executed.
 
-| chapter | status | seconds | mode | parameters |
-|---|---|---|---|---|
+| chapter | status | this build | ran (UTC) | seconds | mode | parameters | key |
+|---|---|---|---|---|---|---|---|
 {ch}
 
 ## Rerun
 
-`make book` rebuilds everything at the fast parameters; `make book-full` at the
-publication parameters; `.venv/bin/python -m adaptedflow.book --only NAME` one chapter.
+`make book` builds the book at the fast parameters, executing the chapters whose key
+changed; `make book-full` at the publication parameters; `.venv/bin/python -m
+adaptedflow.book --force` executes every chapter again; `--only NAME` one chapter.
 The environment is pinned in `requirements-lock.txt`.
 """
