@@ -37,8 +37,8 @@ def built_book():
     nowhere = "http://127.0.0.1:9"
     env = dict(os.environ, HTTP_PROXY=nowhere, HTTPS_PROXY=nowhere, ALL_PROXY=nowhere, http_proxy=nowhere,
                https_proxy=nowhere, all_proxy=nowhere, NO_PROXY="", no_proxy="")
-    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--no-cache"], cwd=root, capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run([sys.executable, "-m", "adaptedflow.book", "--no-cache"], cwd=root, capture_output=True,
+                          text=True, env=env)
     print(proc.stdout[-6000:])
     assert proc.returncode == 0, f"`python -m adaptedflow.book` failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout

@@ -155,3 +155,80 @@ def test_error_budgets_bound_the_measured_errors(small_problem):
                                 * (o.atol + o.rtol * np.max(np.abs(o.theta))) / scale)
     np.testing.assert_allclose(af.cost_error_budget(np.array([1e-9, 1e-8]), np.array([1e-4, 1e-6])),
                                [2e-7 + 1e-14, 2e-5 + 1e-10], rtol=1e-12)
+
+
+# --- the integrator at scale: events located in time, no D on the structured path ---------------
+
+
+def test_rank_loss_time_is_root_found_to_1e_8():
+    # D = diag(2θ₁, 1): σ_min/σ_max = 2θ₁ reaches rank_rtol where θ₁² = rank_rtol²/4, and θ₁² = 2e^{−s} − 1,
+    # so the rank-loss time is s = log(2 / (1 + rank_rtol²/4)); a yes/no test would stop at a step's end.
+    fmap = lambda theta, X: jnp.stack([theta[0] ** 2, theta[1]])
+    X, Y, theta0 = jnp.zeros((1, 1)), jnp.asarray([[-1.0, 0.0]]), jnp.asarray([1.0, 0.5])
+    for rtol in (1e-2, 1e-6):
+        o = af.integrate_flow("adapted", fmap, theta0, X, Y, s1=10.0, on_rank_loss="stop", rank_rtol=rtol)
+        exact = np.log(2.0 / (1.0 + rtol**2 / 4))
+        assert o.stop == "rank-loss" and o.sigma_source == "svd"
+        assert abs(o.s_end - exact) <= 1e-8 * exact, (rtol, o.s_end, exact)
+
+
+def test_structured_and_dense_rank_loss_times_agree():
+    # Along this orbit σ_min/σ_max first falls (5.667e-3 → 5.664e-3) and then rises: a threshold in between
+    # is crossed once, at a time both sources of σ (SVD of D; the kernel read through D) must locate alike.
+    widths, N = (2, 6, 1), 5
+    X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(3), N, 2, 1)
+    net, th = af.mlp(widths, "tanh"), af.init_params(jax.random.PRNGKey(4), widths)
+    kw = dict(s1=5.0, n_save=3, on_rank_loss="stop", rank_rtol=5.666e-3, rtol=1e-12, atol=1e-14)
+    dense = af.integrate_flow("adapted", net, th, X, Y, jacobian="dense", sigma="svd", **kw)
+    struct = af.integrate_flow("adapted", net, th, X, Y, jacobian="structured", **kw)
+    assert dense.stop == struct.stop == "rank-loss"
+    assert struct.sigma_source == "kernel" and struct.jacobian == "structured"
+    assert abs(struct.s_end - dense.s_end) <= 1e-8 * dense.s_end, (struct.s_end, dense.s_end)
+
+
+def _walk_jaxpr(jaxpr, prims, shapes):
+    for eqn in jaxpr.eqns:
+        prims.add(eqn.primitive.name)
+        shapes.update(tuple(getattr(v.aval, "shape", ())) for v in eqn.outvars)
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, (list, tuple)) else [p]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    _walk_jaxpr(inner, prims, shapes)
+
+
+@pytest.mark.parametrize("jacobian", ["structured", "dense"])
+def test_structured_solve_forms_no_jacobian_and_no_svd(jacobian):
+    # The whole compiled solve (field, saves, rank event, eps event): on the structured path no array of
+    # D's shape (QN, K) or (K, QN) and no SVD anywhere; the dense path, as a control, has both.
+    from adaptedflow.integrate import _solve
+
+    widths, N = (3, 40, 2), 10
+    X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(0), N, 3, 2)
+    net, th = af.mlp(widths), af.init_params(jax.random.PRNGKey(1), widths)
+    K, QN = th.shape[0], Y.size
+    sigma = "kernel" if jacobian == "structured" else "svd"
+    f = lambda th: _solve(th, X, Y, jnp.linspace(0, 1, 5), 1.0, 1e-3, 1e-10, 1e-12, 1e-7, flow="adapted",
+                          output_map=net, max_steps=100, with_eps=True, pinv_rtol=1e-10, jacobian=jacobian, sigma=sigma)
+    prims, shapes = set(), set()
+    _walk_jaxpr(jax.make_jaxpr(f)(th).jaxpr, prims, shapes)
+    formed = {(QN, K), (K, QN)} & shapes
+    if jacobian == "structured":
+        assert "svd" not in prims and not formed, (prims, formed)
+    else:
+        assert "svd" in prims and formed
+
+
+def test_sigma_auto_uses_the_kernel_where_D_would_not_fit():
+    from adaptedflow.integrate import SVD_MAX_BYTES, sigma_source
+
+    net = af.mlp((64, 256, 256, 10))
+    K, QN = net.num_params, 1000
+    assert 8 * K * QN > SVD_MAX_BYTES
+    assert sigma_source("auto", net, "standard", "dense", K, QN) == "kernel"
+    assert sigma_source("auto", net, "adapted", "structured", K, QN) == "kernel"
+    assert sigma_source("auto", af.mlp((2, 3, 1)), "standard", "dense", 13, 4) == "svd"
+    with pytest.raises(ValueError, match="K ≥ QN"):
+        sigma_source("kernel", af.mlp((2, 3, 1)), "adapted-under", "dense", 13, 40)
+    with pytest.raises(ValueError, match="`sigma` must be one of"):
+        sigma_source("eig", net, "adapted", "structured", K, QN)

@@ -330,3 +330,28 @@ def test_kernel_rank_test_agrees_with_the_svd_of_D(dist):
         if 0.5 < ratio / rtol < 2:
             continue
         assert bool(kernel_rank_lost(net, theta, X, rtol)) == bool(ratio < rtol), (dist, rtol, ratio)
+
+
+@pytest.mark.parametrize("eigh_max", [None, 512])
+def test_kernel_singular_values_resolve_below_the_kernel_floor_at_QN_1000(monkeypatch, eigh_max):
+    # QN = 1000, two inputs 1e-4 apart: σ_min/σ_max = 1.36e-7, below the kernel's eigenvalue floor
+    # sqrt(QN·eps) = 4.7e-7, so sqrt(λ_min/λ_max) cannot see it; σ = |Dᵀv| read through D can (by eigh of the
+    # kernel, and by the block iterations used above `EIGH_MAX_SIZE`), and the rank event resolves the
+    # default threshold 1e-7.  Reference: the SVD of D (1000 × 1210).
+    import adaptedflow.kernels as km
+    from adaptedflow.cost import outputs_and_jacobian
+    from adaptedflow.integrate import rank_event_value
+
+    if eigh_max is not None:
+        monkeypatch.setattr(km, "EIGH_MAX_SIZE", eigh_max)
+    widths, N = (4, 80, 10), 100
+    net = af.mlp(widths, "tanh")
+    X = jax.random.normal(jax.random.PRNGKey(0), (N, 4))
+    X = X.at[1].set(X[0] + 1e-4 * jnp.array([1.0, -0.5, 0.3, 0.2]))
+    th = af.init_params(jax.random.PRNGKey(1), widths)
+    s = np.linalg.svd(np.asarray(outputs_and_jacobian(net, th, X)[1]), compute_uv=False)
+    assert s[-1] / s[0] < km.kernel_rank_floor(N * 10) / 3
+    smin, smax = (float(v) for v in km.kernel_extreme_singular_values(net, th, X))
+    assert abs(smin - s[-1]) <= 1e-6 * s[-1], (smin, s[-1])           # measured 3.5e-8 (block), ~1e-11 (eigh)
+    assert abs(smax - s[0]) <= 1e-3 * s[0], (smax, s[0])              # measured 4e-4 (block), ~1e-15 (eigh)
+    assert float(rank_event_value(net, th, X, 1e-7, "kernel")) > 0 > float(rank_event_value(net, th, X, 2e-7, "kernel"))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
+from adaptedflow.numerics import EPS
 
 
 @pytest.mark.parametrize("shape", [(3, 7), (5, 5), (8, 40)])
@@ -48,3 +49,35 @@ def test_singular_values_are_of_D_not_of_the_gram(rng):
     s = af.singular_values(D)
     np.testing.assert_allclose(s, np.linalg.svd(np.asarray(D), compute_uv=False), rtol=1e-12)
     assert af.numerical_rank(D) == 2           # 1e-9 relative is far above 5·eps
+
+
+@pytest.mark.parametrize("kappa", [1e6, 1e7])
+def test_gram_solve_refines_to_kappa_eps_above_the_switch(kappa):
+    # D = U diag(s) Vᵀ with κ(D) = kappa: the minimum-norm solution Dᵀ(D Dᵀ)⁻¹g against a QR/SVD lstsq.
+    # One refinement step leaves the normal equations' error (measured 1.9e-7 = 86 κ·eps at κ = 1e7);
+    # refining to convergence reaches ~0.2 κ·eps.  Bound: 2 κ·eps.
+    from adaptedflow.linalg import KAPPA_SWITCH, gram_matrix_solve_info
+
+    rng = np.random.default_rng(0)
+    QN, K = 60, 90
+    U, _ = np.linalg.qr(rng.standard_normal((QN, QN)))
+    V, _ = np.linalg.qr(rng.standard_normal((K, QN)))
+    D = jnp.asarray((U * np.logspace(0, -np.log10(kappa), QN)) @ V.T)
+    g = jnp.asarray(rng.standard_normal(QN))
+    ref = np.linalg.lstsq(np.asarray(D), np.asarray(g), rcond=None)[0]
+    err = lambda out: np.linalg.norm(np.asarray(D.T @ out.alpha) - ref) / np.linalg.norm(ref)
+    out = gram_matrix_solve_info(D @ D.T, g, lambda a: D @ (D.T @ a))
+    assert float(out.kappa) > KAPPA_SWITCH and int(out.refinements) > 1 and not bool(out.fallback)
+    assert float(out.kappa) <= kappa * (1 + 1e-6)             # the pivots estimate κ from below
+    assert err(out) <= 2 * kappa * EPS, err(out)
+    if kappa >= 1e7:                                           # the switch matters: one step is far off
+        one = gram_matrix_solve_info(D @ D.T, g, lambda a: D @ (D.T @ a), kappa_switch=np.inf)
+        assert int(one.refinements) == 1 and err(one) > 10 * kappa * EPS
+
+
+def test_gram_solve_takes_one_refinement_below_the_switch():
+    from adaptedflow.linalg import gram_matrix_solve_info
+
+    A = jnp.asarray(np.random.default_rng(1).standard_normal((20, 30)))
+    out = gram_matrix_solve_info(A @ A.T, jnp.ones(20), lambda a: A @ (A.T @ a))
+    assert int(out.refinements) == 1 and float(out.kappa) < 1e4

@@ -3,13 +3,18 @@ r"""Integration of the flows of `adaptedflow.flows` with diffrax, with events.
 `integrate_flow` solves ∂_s θ = F(θ) for any flow in `FLOWS` with an adaptive
 Runge–Kutta method (Tsit5 by default) and saves, at requested times s, the parameters,
 the outputs x[θ(s)], the cost C(s) and the extreme singular values of D[θ(s)] (the rank
-condition (2.1) along the orbit).  Two events can end the solve:
+condition (2.1) along the orbit).  Two events can end the solve, each located in time by
+Newton root finding on the solver's dense output:
 
-* ``eps``: the first s with C(s) ≤ ε, located by root finding on the dense solution;
-  this is the stopping time s_*(ε) of (2.17).
-* rank loss: σ_min(D)/σ_max(D) < `rank_rtol` for the flows that need full rank
-  (`"adapted"`, `"adapted-under"`).  The orbit is then reported, or a `RankLossError`
-  raised, instead of integrating an ill-posed field.
+* ``eps``: the first s with C(s) = ε; this is the stopping time s_*(ε) of (2.17).
+* rank loss: the first s with log(σ_min(D)/σ_max(D)) = log(`rank_rtol`), for the flows
+  that need full rank (`"adapted"`, `"adapted-under"`).  The orbit is then reported, or a
+  `RankLossError` raised, instead of integrating an ill-posed field.
+
+The singular values come from one of two sources (`sigma`): the SVD of D (``"svd"``), or,
+for an `adaptedflow.mlp` with K ≥ QN, the kernel D Dᵀ read through D without forming it
+(``"kernel"``, `kernels.kernel_extreme_singular_values`).  On the structured path
+(``jacobian="structured"``) nothing forms D: not the field, not the saves, not the event.
 
 The solve is one `jax.jit` function whose static arguments are the flow, the output map
 (an `MLP` compares by value, so equal networks share the compiled solver), `max_steps`,
@@ -29,12 +34,30 @@ import optimistix as optx  # a dependency of diffrax itself, not an extra
 
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
-from .kernels import DirectionOptions, choose_method, direction_with_info, is_structured, kernel_rank_lost
-from .linalg import singular_values
+from .kernels import (
+    DirectionOptions,
+    choose_method,
+    direction_with_info,
+    is_structured,
+    kernel_extreme_singular_values,
+)
 from .numerics import default_rank_rtol
 from .validation import RankLossError, positive_int, validate_data
 
-#: Tolerance (relative and absolute, in s) of the Newton root finder locating C(s) = ε.
+
+class _TimeBisection(optx.Bisection):
+    """Bisection that stops on the width of the bracket in s alone.
+
+    `optx.Bisection` also waits for |event value| < atol, which a steep event function
+    (log σ_min/σ_max near a rank loss changes like 1/σ_min) may never meet before the
+    bracket reaches the float spacing; an event *time* needs only the bracket."""
+
+    def terminate(self, fn, y, args, options, state, tags):
+        del fn, args, options, tags
+        return jnp.abs(state.lower - state.upper) < self.atol + self.rtol * jnp.abs(y), optx.RESULTS.successful
+
+
+#: Tolerance (relative and absolute, in s) of the root finder locating the events.
 #: It cannot be much tighter: near C = ε the cost is a difference of nearly equal outputs,
 #: so C carries a relative rounding error ≈ eps·|x|/|x − y_ω| and s_* an error
 #: ≈ (N/2)·eps·|x|/|x − y_ω|; at C = 1e-9·C(0) that is ~1e-11, and a tolerance of 1e-13
@@ -43,6 +66,17 @@ _EVENT_TOL = 1e-10
 
 #: Flows whose field is undefined when D loses rank; they get a rank-loss event.
 _NEEDS_FULL_RANK = ("adapted", "adapted-under")
+
+#: Where saved singular values and the rank event come from (`integrate_flow`'s `sigma`).
+SIGMA_SOURCES = ("auto", "svd", "kernel")
+
+#: With ``sigma="auto"``, an `adaptedflow.mlp` whose D would take more than this many bytes
+#: gets its singular values from the kernel even off the structured path (the standard flow
+#: at scale): D at QN = 1000, K = 85,002 is 680 MB, and its SVD asked XLA for 58 GB.
+SVD_MAX_BYTES = 2**28
+
+#: The smallest σ_min/σ_max the rank event's logarithm is taken of (it is then finite).
+_RATIO_FLOOR = 1e-300
 
 
 class Orbit(NamedTuple):
@@ -53,12 +87,17 @@ class Orbit(NamedTuple):
         theta: θ(s), shape `(T, K)`.
         x: outputs x[θ(s)], shape `(T, QN)`.
         cost: C[x[θ(s)]], shape `(T,)`.
-        sigma_min, sigma_max: smallest and largest singular values of D[θ(s)], shape `(T,)`.
+        sigma_min, sigma_max: smallest (the QN-th, or K-th when K < QN) and largest
+            singular values of D[θ(s)], shape `(T,)`, from the SVD of D or from the kernel
+            (`sigma_source`).
         s_end: where the solve ended (s1, the ε-event time, or the rank-loss time).
         theta_end: θ(s_end), shape `(K,)`; cost_end: C(s_end).
         stop: `"s1"`, `"eps"` or `"rank-loss"`.
         n_steps: accepted steps of the integrator.
         flow: the flow's name; rtol, atol: the integrator's tolerances.
+        sigma_source: ``"svd"`` or ``"kernel"``: where `sigma_min`, `sigma_max` and the
+            rank event came from.  jacobian: how the field got D (``"structured"``,
+            ``"dense"``); rank_rtol: the rank event's threshold.
     """
 
     s: np.ndarray
@@ -75,11 +114,50 @@ class Orbit(NamedTuple):
     flow: str
     rtol: float
     atol: float
+    sigma_source: str = "svd"
+    jacobian: str = "dense"
+    rank_rtol: float = float("nan")
 
 
-def _extreme_singular_values(output_map, theta, X):
-    s = singular_values(outputs_and_jacobian(output_map, theta, X)[1])
-    return s[-1], s[0]
+def extreme_singular_values(output_map, theta, X, source: str = "svd"):
+    r"""(σ_min, σ_max) of D[θ] (1.20): the min(QN, K)-th and the largest singular value.
+
+    ``"svd"`` takes the SVD of D; ``"kernel"`` reads the extreme singular vectors off the
+    kernel D Dᵀ and measures σ = |Dᵀv| through D, never forming it (an `adaptedflow.mlp`
+    with K ≥ QN; `kernels.kernel_extreme_singular_values`).  Either way the singular
+    vectors are held constant under differentiation, so the derivative is that of the
+    singular values (used to root-find the rank-loss event in time).
+
+    Returns:
+        `(sigma_min, sigma_max)`, scalars.
+    """
+    if source == "kernel":
+        return kernel_extreme_singular_values(output_map, theta, X)
+    D = outputs_and_jacobian(output_map, theta, X)[1]
+    Vt = jax.lax.stop_gradient(jnp.linalg.svd(jax.lax.stop_gradient(D), full_matrices=False)[2])
+    return jnp.linalg.norm(D @ Vt[-1]), jnp.linalg.norm(D @ Vt[0])
+
+
+def rank_event_value(output_map, theta, X, rank_rtol, source: str = "svd"):
+    r"""log(σ_min(D)/σ_max(D)) − log(`rank_rtol`): positive while the rank condition (2.1)
+    holds with margin `rank_rtol`, zero at the rank-loss time the integrator locates."""
+    smin, smax = extreme_singular_values(output_map, theta, X, source)
+    return jnp.log(jnp.maximum(smin / smax, _RATIO_FLOOR)) - jnp.log(rank_rtol)
+
+
+def sigma_source(sigma: str, output_map, flow: str, jacobian: str, K: int, QN: int) -> str:
+    r"""Where the singular values come from: ``"kernel"`` or ``"svd"`` (see `integrate_flow`)."""
+    if sigma not in SIGMA_SOURCES:
+        raise ValueError(f"`sigma` must be one of {SIGMA_SOURCES}; got {sigma!r}.")
+    kernel_ok = is_structured(output_map) and K >= QN
+    if sigma == "kernel" and not kernel_ok:
+        raise ValueError(f"`sigma='kernel'` needs an MLP made by `adaptedflow.mlp` with K ≥ QN; got K = {K}, "
+                         f"QN = {QN}{'' if is_structured(output_map) else ' and another output map'}. Use 'svd'.")
+    if sigma != "auto":
+        return sigma
+    if kernel_ok and (jacobian == "structured" or 8 * K * QN > SVD_MAX_BYTES):
+        return "kernel"
+    return "svd"
 
 
 def _vector_field(flow, output_map, jacobian, pinv_rtol):
@@ -102,30 +180,46 @@ def _vector_field(flow, output_map, jacobian, pinv_rtol):
     return field
 
 
+def _event_names(flow: str, with_eps: bool) -> tuple[str, ...]:
+    """The events of a solve, in the order of the final save's ``events``."""
+    return (("eps",) if with_eps else ()) + (("rank-loss",) if flow in _NEEDS_FULL_RANK else ())
+
+
 def _solve(theta0, X, Y, ts, s1, eps, rtol, atol, rank_rtol, *, flow, output_map, max_steps, with_eps, pinv_rtol,
-           jacobian):
-    """One diffrax solve: `(ts, ys, event_mask, result, n_accepted_steps)` (see `compiled_solve`)."""
+           jacobian, sigma):
+    """One diffrax solve: `(ts, ys, result, n_accepted_steps)` (see `compiled_solve`).
+
+    The events (`_event_functions`) are combined into one, their minimum, which first
+    crosses zero where the earliest of them does; the final save holds each one's value,
+    in the order of `_event_names`, so the caller can tell which it was."""
     field = _vector_field(flow, output_map, jacobian, pinv_rtol)
 
     def save(s, theta, args):
         X, Y = args[0], args[1]
-        x, D = outputs_and_jacobian(output_map, theta, X)
-        sv = singular_values(D)
-        return dict(theta=theta, x=x, cost=cost(x, Y), sigma_min=sv[-1], sigma_max=sv[0])
+        x = output_map(theta, X)
+        smin, smax = extreme_singular_values(output_map, theta, X, sigma)
+        return dict(theta=theta, x=x, cost=cost(x, Y), sigma_min=smin, sigma_max=smax)
 
     conds = {}
     if with_eps:
-        conds["eps"] = lambda t, y, args, **kw: cost(output_map(y, args[0]), args[1]) - args[2]
+        conds["eps"] = lambda y, args: cost(output_map(y, args[0]), args[1]) - args[2]
     if flow in _NEEDS_FULL_RANK:
-        def rank_lost(t, y, args, **kw):
-            if jacobian == "structured":
-                return kernel_rank_lost(output_map, y, args[0], args[3])
-            smin, smax = _extreme_singular_values(output_map, y, args[0])
-            return smin < args[3] * smax
-        conds["rank-loss"] = rank_lost
+        conds["rank-loss"] = lambda y, args: rank_event_value(output_map, y, args[0], args[3], sigma)
+    names = _event_names(flow, with_eps)
+
+    def save_final(s, theta, args):
+        return dict(save(s, theta, args), events=jnp.stack([conds[n](theta, args) for n in names])
+                    if names else jnp.zeros((0,), theta.dtype))
+
     event = None
     if conds:
-        event = diffrax.Event(conds, root_finder=optx.Newton(rtol=_EVENT_TOL, atol=_EVENT_TOL) if with_eps else None)
+        # One scalar event function, the minimum of the conditions (each > 0 before its
+        # event), located by bisection on the dense output: a bracket is guaranteed (the
+        # function changed sign over the step), and no derivative of σ or C is needed.
+        def cond_fn(t, y, args, **kwargs):
+            return jnp.min(jnp.stack([conds[n](y, args) for n in names]))
+
+        event = diffrax.Event(cond_fn, root_finder=_TimeBisection(rtol=_EVENT_TOL, atol=_EVENT_TOL))
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
         diffrax.Tsit5(),
@@ -134,21 +228,24 @@ def _solve(theta0, X, Y, ts, s1, eps, rtol, atol, rank_rtol, *, flow, output_map
         dt0=None,
         y0=theta0,
         args=(X, Y, eps, rank_rtol),
-        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=save)]),
+        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=save_final)]),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         event=event,
         max_steps=max_steps,
         throw=False,
     )
-    mask = sol.event_mask if event is not None else {}
-    return sol.ts, sol.ys, mask, sol.result, sol.stats["num_accepted_steps"]
+    return sol.ts, sol.ys, sol.result, sol.stats["num_accepted_steps"]
 
 
 #: The integrator's solve under `jax.jit`.  Static (keyword) arguments: `flow`, `output_map`,
-#: `max_steps`, `with_eps`, `pinv_rtol`, `jacobian`; traced: θ0, X, Y, the saved times, s1, ε,
+#: `max_steps`, `with_eps`, `pinv_rtol`, `jacobian`, `sigma`; traced: θ0, X, Y, the saved times, s1, ε,
 #: rtol, atol and `rank_rtol`, so new tolerances reuse the compiled solver.
 compiled_solve = jax.jit(_solve, static_argnames=("flow", "output_map", "max_steps", "with_eps", "pinv_rtol",
-                                                  "jacobian"))
+                                                  "jacobian", "sigma"))
+
+
+_compiled_extremes = jax.jit(lambda output_map, source, theta, X: extreme_singular_values(output_map, theta, X, source),
+                             static_argnums=(0, 1))
 
 
 def _validate(flow, output_map, theta0, X, Y):
@@ -192,7 +289,7 @@ def _rank_message(flow, s, smin, smax, rank_rtol, QN, K):
 def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n_save: int = 201,
                    eps: float | None = None, rtol: float = 1e-12, atol: float = 1e-14,
                    max_steps: int = 100_000, rank_rtol: float = 1e-7, pinv_rtol: float | None = None,
-                   on_rank_loss: str = "raise", jacobian: str = "auto") -> Orbit:
+                   on_rank_loss: str = "raise", jacobian: str = "auto", sigma: str = "auto") -> Orbit:
     r"""Integrate ∂_s θ = F(θ), θ(0) = θ0, for a flow of `FLOWS` on [0, s1].
 
     Args:
@@ -211,9 +308,14 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
             output map (an `MLP` compares by value), `max_steps`, `pinv_rtol` or
             `jacobian` compiles once more.
         max_steps: the most steps the solver may take before giving up (then an error).
-        rank_rtol: for `"adapted"` / `"adapted-under"`, stop when σ_min(D)/σ_max(D) <
-            `rank_rtol`.  The default 1e-7 keeps cond(D Dᵀ) ≤ 1e14, where the
-            Cholesky solve still returns several correct digits.
+        rank_rtol: for `"adapted"` / `"adapted-under"`, stop where σ_min(D)/σ_max(D)
+            falls to `rank_rtol`, located in time by root finding (tolerance 1e-10 in s).
+            The default 1e-7 keeps κ(D) ≤ 1e7; above κ = `linalg.KAPPA_SWITCH` the
+            direction's Cholesky solve refines to convergence (error ≈ κ·eps, reported in
+            `DirectionInfo.refinements`).  Both sources of σ resolve this threshold: the
+            SVD of D, and the kernel read through D (its Rayleigh quotients |Dᵀv| do not
+            square κ, unlike eigenvalues of D Dᵀ, which stop at sqrt(QN·eps) ≈ 4.7e-7 at
+            QN = 1000).
         pinv_rtol: the pseudo-inverse cut-off of `"least-squares"` (default max(QN,K)·eps).
         on_rank_loss: `"raise"` (default) raises `RankLossError`; `"stop"` returns the
             orbit up to the rank loss with `stop="rank-loss"`.
@@ -223,7 +325,12 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
             the SVD of D), or `"auto"`: the choice of `kernels.choose_method` —
             structured for `adaptedflow.mlp` maps with K ≥ QN ((1.30), and (4.6) when
             `pinv_rtol` ≥ 10·sqrt(QN·eps)), dense otherwise.  The standard flow (1.9)
-            is one VJP either way.  Saved singular values always come from the SVD of D.
+            is one VJP either way.
+        sigma: where the saved σ_min, σ_max and the rank event come from: ``"svd"`` (the
+            SVD of D), ``"kernel"`` (an `adaptedflow.mlp` with K ≥ QN: extreme singular
+            vectors from the kernel, singular values |Dᵀv| measured through D; no D
+            formed), or ``"auto"``: the kernel on the structured path and wherever D
+            would exceed `SVD_MAX_BYTES` (256 MB), the SVD otherwise.
 
     Returns:
         An `Orbit`.
@@ -246,11 +353,8 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
     ts = np.linspace(0.0, s1, positive_int(n_save, "n_save")) if ts is None else np.asarray(ts, dtype=np.float64)
     if ts.ndim != 1 or ts.size == 0 or np.any(np.diff(ts) <= 0) or ts[0] < 0 or ts[-1] > s1:
         raise ValueError("`ts` must be a non-empty increasing 1-D array of times in [0, s1].")
-    if flow in _NEEDS_FULL_RANK:
-        smin, smax = (float(v) for v in _extreme_singular_values(output_map, theta0, X))
-        if not smin >= rank_rtol * smax:
-            raise RankLossError("at θ0, " + _rank_message(flow, 0.0, smin, smax, rank_rtol, QN, K))
-
+    if not (np.isfinite(rank_rtol) and 0 < rank_rtol < 1):
+        raise ValueError(f"`rank_rtol` must be in (0, 1); got {rank_rtol!r}.")
     if jacobian not in ("auto", "dense", "structured"):
         raise ValueError(f"`jacobian` must be 'auto', 'dense' or 'structured'; got {jacobian!r}.")
     if jacobian == "structured" and not is_structured(output_map):
@@ -262,17 +366,22 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         jacobian = choose_method(output_map, flow, "auto", K, QN, pinv_rtol)[0]
     else:
         jacobian = choose_method(output_map, flow, jacobian, K, QN, pinv_rtol)[0]
+    source = sigma_source(sigma, output_map, flow, jacobian, K, QN)
+    if flow in _NEEDS_FULL_RANK:
+        smin, smax = (float(v) for v in _compiled_extremes(output_map, source, theta0, X))
+        if not smin >= rank_rtol * smax:
+            raise RankLossError("at θ0, " + _rank_message(flow, 0.0, smin, smax, rank_rtol, QN, K))
     f64 = lambda v: jnp.asarray(v, dtype=jnp.float64)
-    ts_out, ys, mask, result, n_steps = compiled_solve(
+    names = _event_names(flow, eps is not None)
+    ts_out, ys, result, n_steps = compiled_solve(
         theta0, X, Y, jnp.asarray(ts), f64(s1), f64(0.0 if eps is None else eps), f64(rtol), f64(atol),
         f64(rank_rtol), flow=flow, output_map=output_map, max_steps=max_steps, with_eps=eps is not None,
-        pinv_rtol=pinv_rtol, jacobian=jacobian)
+        pinv_rtol=pinv_rtol, jacobian=jacobian, sigma=source)
     saved, final = ys
     s_end = float(ts_out[1][-1])
     stop = "s1"
-    for name, hit in mask.items():
-        if bool(hit):
-            stop = name
+    if result == diffrax.RESULTS.event_occurred:       # the event whose function is (closest to) zero
+        stop = names[int(np.argmin(np.asarray(final["events"][-1])))]
     if not (result == diffrax.RESULTS.successful or result == diffrax.RESULTS.event_occurred):
         msg = str(diffrax.RESULTS[result]).rstrip(".")
         raise RuntimeError(
@@ -291,7 +400,8 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
     return Orbit(s=np.asarray(ts_out[0])[reached], theta=saved["theta"], x=saved["x"], cost=saved["cost"],
                  sigma_min=saved["sigma_min"], sigma_max=saved["sigma_max"], s_end=s_end,
                  theta_end=theta_end, cost_end=cost_end, stop=stop, n_steps=int(n_steps), flow=flow,
-                 rtol=float(rtol), atol=float(atol))
+                 rtol=float(rtol), atol=float(atol), sigma_source=source, jacobian=jacobian,
+                 rank_rtol=float(rank_rtol))
 
 
 def first_passage_times(flow: str, output_map, theta0, X, Y, eps, *, s1: float, **kwargs) -> np.ndarray:
@@ -299,8 +409,8 @@ def first_passage_times(flow: str, output_map, theta0, X, Y, eps, *, s1: float, 
 
     The flow is autonomous, so the orbit is integrated once: from θ(0) to the event
     C = ε_1, restarted there to the event C = ε_2 < ε_1, and so on; each s_*(ε_k) is
-    the sum of the event times of the segments.  Every event is located by Newton
-    root finding on the solver's dense output.
+    the sum of the event times of the segments.  Every event is located by bisection
+    on the solver's dense output.
 
     Args:
         eps: thresholds, shape `(E,)`, each with 0 < ε < C(0) (any order).
@@ -343,8 +453,8 @@ def first_passage_times(flow: str, output_map, theta0, X, Y, eps, *, s1: float, 
 def first_passage_time(flow: str, output_map, theta0, X, Y, eps: float, *, s1: float, **kwargs) -> float:
     r"""The measured stopping time s_*(ε) = inf{s ≥ 0 : C[x[θ(s)]] ≤ ε} of (2.17).
 
-    One integration, stopped by a diffrax event located with Newton root finding on the
-    dense solution; `first_passage_times` measures many thresholds in one sweep.
+    One integration, stopped by a diffrax event located by bisection on the dense
+    solution; `first_passage_times` measures many thresholds in one sweep.
 
     Args:
         eps: the threshold ε, with 0 < ε < C(0).
