@@ -13,7 +13,6 @@ from adaptedflow.kernels import (
     direction_with_info,
     is_structured,
     kernel_rank_floor,
-    kernel_rank_lost,
     linearize_outputs,
     mlp_ntk_diagonal,
     mlp_outputs_and_ntk,
@@ -318,9 +317,11 @@ def test_linearize_outputs_gives_D_and_its_transpose():
 
 
 @pytest.mark.parametrize("dist", [1e-1, 1e-3, 1e-5, 1e-6, 1e-7, 1e-8])
-def test_kernel_rank_test_agrees_with_the_svd_of_D(dist):
-    """The shifted-Cholesky test of the kernel flags σ_min/σ_max < rank_rtol as the SVD of D
-    does, wherever the ratio is a factor 2 away from rank_rtol (near-duplicate inputs)."""
+def test_kernel_rank_event_agrees_with_the_svd_of_D(dist):
+    """The rank event read from the kernel (`sigma="kernel"`) flags σ_min/σ_max < rank_rtol as the
+    SVD of D does, wherever the ratio is a factor 2 away from rank_rtol (near-duplicate inputs)."""
+    from adaptedflow.integrate import rank_event_value
+
     net, theta = af.mlp((2, 16, 2)), af.init_params(jax.random.PRNGKey(5), (2, 16, 2))
     X, _, _ = af.gaussian_clusters(jax.random.PRNGKey(4), 4, 2, 2)
     X = X.at[1].set(X[0] + dist)
@@ -329,7 +330,7 @@ def test_kernel_rank_test_agrees_with_the_svd_of_D(dist):
     for rtol in (1e-4, 1e-6, 1e-7):
         if 0.5 < ratio / rtol < 2:
             continue
-        assert bool(kernel_rank_lost(net, theta, X, rtol)) == bool(ratio < rtol), (dist, rtol, ratio)
+        assert bool(rank_event_value(net, theta, X, rtol, "kernel") < 0) == bool(ratio < rtol), (dist, rtol, ratio)
 
 
 @pytest.mark.parametrize("eigh_max", [None, 512])
@@ -355,3 +356,12 @@ def test_kernel_singular_values_resolve_below_the_kernel_floor_at_QN_1000(monkey
     assert abs(smin - s[-1]) <= 1e-6 * s[-1], (smin, s[-1])           # measured 3.5e-8 (block), ~1e-11 (eigh)
     assert abs(smax - s[0]) <= 1e-3 * s[0], (smax, s[0])              # measured 4e-4 (block), ~1e-15 (eigh)
     assert float(rank_event_value(net, th, X, 1e-7, "kernel")) > 0 > float(rank_event_value(net, th, X, 2e-7, "kernel"))
+
+
+def test_direction_info_reports_kappa_and_refinements():
+    net, theta, X, Y = _problem((3, 12, 2), 5, "tanh", 0)
+    for method in ("structured", "dense"):
+        _, info = adapted_step_direction(net, theta, X, Y, method=method)
+        assert 1.0 <= float(info.kappa) < 1e4 and int(info.refinements) == 1, (method, info)
+    _, info = adapted_step_direction(net, theta, X, Y, method="matrix-free")
+    assert np.isnan(float(info.kappa)) and int(info.refinements) == 0

@@ -253,45 +253,6 @@ def mlp_ntk_diagonal(output_map, theta: jax.Array, X: jax.Array) -> jax.Array:
     return diag.reshape(-1)
 
 
-def kernel_rank_lost(output_map, theta: jax.Array, X: jax.Array, rank_rtol) -> jax.Array:
-    r"""Whether σ_min(D)/σ_max(D) < `rank_rtol`, from one Cholesky of the shifted kernel D Dᵀ.
-
-    G − τ1 with τ = rank_rtol²·λ_max(G) is positive definite exactly when λ_min(G) > τ,
-    and Cholesky fails (non-finite or non-positive pivots) exactly when it is not, so one
-    factorisation (n³/3) replaces the eigenvalues of G (measured at QN = 1000: 167 ms for
-    `eigvalsh` against ~25 ms; the rank event was 73 % of the six field evaluations of an
-    integrator step).  λ_max comes from 20 power iterations from the all-ones vector (a
-    Rayleigh quotient, ≤ λ_max: the test errs towards detecting rank loss later by the
-    factor sqrt(λ_max/RQ)).  Resolution is that of the kernel, σ ratios ≳ sqrt(QN·eps)
-    (`kernel_rank_floor`).  For K < QN the kernel is singular by construction and its K-th
-    eigenvalue is used instead.  This is the integrator's rank-loss event (2.1) on the
-    structured path.
-
-    Args:
-        output_map: an `MLP` of `adaptedflow.mlp`.
-        theta: shape `(K,)`; X: shape `(N, M)`.
-        rank_rtol: the threshold on σ_min/σ_max (may be traced).
-
-    Returns:
-        A boolean scalar.
-    """
-    G = mlp_outputs_and_ntk(output_map, theta, X)[1]
-    n, K = G.shape[0], theta.shape[0]
-    if K < n:
-        lam = jnp.linalg.eigvalsh(G)
-        return jnp.sqrt(jnp.maximum(lam[-K], 0.0) / lam[-1]) < rank_rtol
-
-    def power(_, v):
-        w = G @ v
-        return w / jnp.linalg.norm(w)
-
-    v = jax.lax.fori_loop(0, 20, power, jnp.ones(n, G.dtype) / jnp.sqrt(n))
-    tau = rank_rtol**2 * jnp.dot(v, G @ v)
-    L = jax.lax.linalg.cholesky((G - tau * jnp.eye(n, dtype=G.dtype)).T, symmetrize_input=False)
-    d = jnp.diagonal(L)
-    return ~(jnp.all(jnp.isfinite(L)) & jnp.all(d > 0))
-
-
 #: Kernels up to this size get their extreme eigenvectors from a full symmetric
 #: eigendecomposition (`eigh`: 0.11 s at n = 1000, against 0.01 s for its Cholesky);
 #: larger ones from block iterations (`kernel_extreme_singular_values`).
