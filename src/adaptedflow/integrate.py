@@ -140,8 +140,15 @@ def extreme_singular_values(output_map, theta, X, source: str = "svd"):
 
 def rank_event_value(output_map, theta, X, rank_rtol, source: str = "svd"):
     r"""log(σ_min(D)/σ_max(D)) − log(`rank_rtol`): positive while the rank condition (2.1)
-    holds with margin `rank_rtol`, zero at the rank-loss time the integrator locates."""
-    smin, smax = extreme_singular_values(output_map, theta, X, source)
+    holds with margin `rank_rtol`, zero at the rank-loss time the integrator locates.
+
+    From the kernel, σ_min is measured through D only where the kernel's own estimate is
+    below 1e3·`rank_rtol` (`kernels.kernel_extreme_singular_values`): farther away only
+    the sign matters, and the estimate's error (≈ QN·eps relative to σ_max²) cannot flip it."""
+    if source == "kernel":
+        smin, smax = kernel_extreme_singular_values(output_map, theta, X, through_d_below=1e3 * rank_rtol)
+    else:
+        smin, smax = extreme_singular_values(output_map, theta, X, source)
     return jnp.log(jnp.maximum(smin / smax, _RATIO_FLOOR)) - jnp.log(rank_rtol)
 
 
