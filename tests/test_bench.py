@@ -1,12 +1,19 @@
 """The benchmark's models and analyses (adaptedflow.book.bench); timings themselves are never asserted."""
 
+import math
+
+import jax
+import numpy as np
 import pytest
 
 from adaptedflow.book.bench import (
+    FIELD_PARTS,
     crossover_statement,
     direction_cost_model,
     direction_flops,
     direction_time_summary,
+    field_throughput,
+    integrator_step_cost,
     matrix_free_crossover,
 )
 
@@ -89,3 +96,53 @@ def test_direction_time_summary_ratios_and_fastest():
     assert summary == [("structured", 2.0, 4.0, 1), ("dense", 3.0, 4.0, 1)]
     with pytest.raises(ValueError, match="empty"):
         direction_time_summary([], ("structured",))
+
+
+TINY = (3, 8, 8, 2)          # K = (3·8 + 8) + (8·8 + 8) + (8·2 + 2) = 122 ≥ QN = 2·4 = 8
+
+
+def test_field_throughput_shapes_and_shares():
+    r = field_throughput(TINY, 4, repeats=2, inner=3, seed=3)
+    assert (r.K, r.QN, r.repeats, r.inner) == (122, 8, 2, 3)
+    assert r.refinements >= 1
+    assert math.isfinite(r.call_seconds) and r.call_seconds > 0
+    assert set(r.part_seconds) == set(FIELD_PARTS)
+    assert set(r.shares) == {*FIELD_PARTS, "other"}
+    assert all(math.isfinite(v) and v > 0 for v in r.part_seconds.values())
+    assert all(0 <= v <= 1 for v in r.shares.values())
+    assert sum(r.shares.values()) == pytest.approx(1.0, rel=1e-12)
+    assert r.evaluations_per_second * r.seconds_per_evaluation == pytest.approx(1.0, rel=1e-12)
+    assert r.parts_over_whole == pytest.approx(sum(r.part_seconds.values()) / r.seconds_per_evaluation, rel=1e-12)
+    # "other" is what the whole has beyond the separately timed parts, and no more
+    parts = sum(r.part_seconds.values())
+    total = max(parts, r.seconds_per_evaluation)
+    assert r.shares["other"] == pytest.approx(max(r.seconds_per_evaluation - parts, 0.0) / total, abs=1e-15)
+
+
+def test_field_throughput_takes_given_data_and_checks_it():
+    X = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    Y = np.eye(2)[[0, 1, 0, 1]]
+    assert field_throughput(TINY, 4, repeats=1, X=X, Y=Y).QN == 8
+    with pytest.raises(ValueError, match="`X` and `Y` go together"):
+        field_throughput(TINY, 4, repeats=1, X=X)
+    with pytest.raises(ValueError, match=r"`X` must have shape \(N, M\) = \(5, 3\)"):
+        field_throughput(TINY, 5, repeats=1, X=X, Y=Y)
+    with pytest.raises(ValueError, match="needs K ≥ QN"):
+        field_throughput((3, 2, 4), 10, repeats=1)
+    with pytest.raises(ValueError, match="inner"):
+        field_throughput(TINY, 4, inner=0)
+
+
+def test_integrator_step_cost_counts_steps_and_evaluations():
+    r = integrator_step_cost(TINY, 4, s1=1.0, rtol=1e-8, atol=1e-10, repeats=2, evaluations=2, seed=1)
+    assert (r.K, r.QN, r.repeats, r.s1) == (122, 8, 2, 1.0)
+    assert r.n_steps > r.n_steps_short >= 1
+    assert all(math.isfinite(v) and v > 0 for v in (r.seconds_per_evaluation, r.orbit_seconds, r.short_seconds))
+    assert math.isfinite(r.seconds_per_step) and math.isfinite(r.ratio)
+    # two repeats: each median is a mean, so the marginal step is the difference of the medians
+    assert r.seconds_per_step == pytest.approx((r.orbit_seconds - r.short_seconds) / (r.n_steps - r.n_steps_short),
+                                               rel=1e-9)
+    with pytest.raises(ValueError, match="`s1` must be a positive finite time"):
+        integrator_step_cost(TINY, 4, s1=0.0)
+    with pytest.raises(ValueError, match="too short"):
+        integrator_step_cost(TINY, 4, s1=1e-6, rtol=1e-8, atol=1e-10)

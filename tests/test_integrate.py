@@ -237,3 +237,14 @@ def test_sigma_auto_uses_the_kernel_where_D_would_not_fit():
         sigma_source("kernel", af.mlp((2, 3, 1)), "adapted-under", "dense", 13, 40)
     with pytest.raises(ValueError, match="`sigma` must be one of"):
         sigma_source("eig", net, "adapted", "structured", K, QN)
+
+
+def test_dopri8_and_tsit5_give_the_same_orbit(small_problem):
+    p = small_problem
+    kw = dict(s1=2.0, n_save=5, rtol=1e-12, atol=1e-14)
+    a = af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], **kw)
+    b = af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], solver="dopri8", **kw)
+    np.testing.assert_allclose(b.cost, a.cost, rtol=1e-9)
+    assert b.n_steps < a.n_steps
+    with pytest.raises(ValueError, match="`solver` must be one of"):
+        af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], solver="euler", **kw)

@@ -46,6 +46,8 @@ from .cost import (
 from .cost import (
     outputs_and_jacobian as outputs_and_jacobian,
 )
+from .datasets import digits_problem as digits_problem  # noqa: E402
+from .datasets import load_digits as load_digits
 from .descent import DescentRun as DescentRun  # noqa: E402
 from .descent import descent as descent
 from .flows import (  # noqa: E402
@@ -141,6 +143,8 @@ __all__ = [
     "first_passage_time",
     "first_passage_times",
     "gaussian_clusters",
+    "digits_problem",
+    "load_digits",
     "grad_x_cost",
     "gram_solve",
     "identity_map",

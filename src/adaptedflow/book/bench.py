@@ -47,7 +47,14 @@ import numpy as np
 
 from ..cost import cost
 from ..descent import compiled_run, prepare_run
-from ..kernels import DirectionOptions, adapted_step_direction, compiled_direction
+from ..kernels import (
+    DirectionOptions,
+    adapted_step_direction,
+    compiled_direction,
+    direction_with_info,
+    linearize_outputs,
+    mlp_outputs_and_ntk,
+)
 from ..network import init_params, mlp
 from ..problem import gaussian_clusters
 from ..validation import positive_int
@@ -310,6 +317,275 @@ def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
             out[i, r] = time.perf_counter() - t0
     return out
 
+
+def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
+    """Median wall seconds of each zero-argument function, after one warm-up call of each,
+    timed round-robin (repeat r of every function before repeat r + 1 of any)."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(ts)) for name, ts in times.items()}
+
+
+#: Weight of the feedback that chains the iterations of `_in_loop`: x + 1e-200·y rounds to x in
+#: float64 unless |x| < 1e-184·|y| (θ, α and the kernel's diagonal are far larger), and 1e-200·y
+#: stays a normal number for |y| > 1e-108.
+_CHAIN = 1e-200
+
+
+def _in_loop(step, state, inner: int):
+    """A zero-argument function running `inner` applications of `step` (state ↦ state) in one
+    compiled loop, so that per-call costs (dispatch, and the fresh temporary buffers each call of a
+    compiled function allocates and touches: at QN = 1000, ~18 of 62 ms for one direction called
+    on its own) are paid once per `inner` evaluations, as inside the integrator's own loop.
+    Each step must feed its result back into the state (see `_CHAIN`), so that XLA cannot hoist
+    it out of the loop."""
+    run = jax.jit(lambda s: jax.lax.fori_loop(0, inner, lambda _, s: step(s), s))
+    return lambda: run(state)
+
+
+def _throughput_problem(widths, N: int, seed: int, activation: str, X, Y):
+    """`(net, theta, X, Y)`: an `adaptedflow.mlp`, θ0 from `init_params` and the data (Gaussian
+    clusters from `seed` unless `X` and `Y` are given)."""
+    widths = tuple(int(w) for w in widths)
+    N = positive_int(N, "N")
+    key = jax.random.PRNGKey(seed)
+    if (X is None) != (Y is None):
+        raise ValueError("`X` and `Y` go together: pass both (inputs (N, M), targets (N, Q)) or neither.")
+    if X is None:
+        X, _, Y = gaussian_clusters(jax.random.fold_in(key, 0), N, widths[0], widths[-1])
+    X, Y = jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64)
+    if X.shape != (N, widths[0]) or Y.shape != (N, widths[-1]):
+        raise ValueError(f"`X` must have shape (N, M) = ({N}, {widths[0]}) and `Y` (N, Q) = ({N}, {widths[-1]}); "
+                         f"got {X.shape} and {Y.shape}.")
+    return mlp(widths, activation), init_params(jax.random.fold_in(key, 1), widths), X, Y
+
+
+#: The parts of one structured field evaluation that `field_throughput` times separately.
+FIELD_PARTS = ("kernel", "cholesky", "vjp_jvp")
+
+
+class FieldThroughput(NamedTuple):
+    r"""Throughput of the structured adapted field (1.30) and where its time goes (`field_throughput`).
+
+    Attributes:
+        evaluations_per_second: 1 / `seconds_per_evaluation`.
+        seconds_per_evaluation: median wall seconds of one field evaluation u = −Dᵀα, in a loop.
+        part_seconds: median wall seconds of each part of `FIELD_PARTS`, each timed on its own:
+            ``"kernel"`` (x and D Dᵀ layer by layer, (1.25)), ``"cholesky"`` (the factor of the
+            QN × QN kernel) and ``"vjp_jvp"`` (the linearisation, the refinement steps' Dᵀ and D
+            products and the final u = −Dᵀα).
+        shares: the parts' and ``"other"``'s fractions of max(whole evaluation, sum of the parts);
+            ``"other"`` = max(whole − sum of the parts, 0) holds the rest (triangular solves, ∇ₓC,
+            the fallback tests).  They sum to 1.
+        parts_over_whole: sum of the separately timed parts / the whole evaluation (above 1 when
+            timing the parts alone loses what XLA shares between them in the whole).
+        call_seconds: median wall seconds of one evaluation called on its own (one compiled call
+            per evaluation, as `adapted_step_direction`), for comparison.
+        refinements: refinement steps the evaluation took (each one VJP and one JVP).
+        K, QN: parameters and outputs.  repeats: timed runs per median.  inner: evaluations per
+            timed run.
+    """
+
+    evaluations_per_second: float
+    seconds_per_evaluation: float
+    part_seconds: dict
+    shares: dict
+    parts_over_whole: float
+    call_seconds: float
+    refinements: int
+    K: int
+    QN: int
+    repeats: int
+    inner: int
+
+
+def _structured_field(net):
+    """θ, X, Y ↦ u of (1.30) by the layer-wise kernel: what the integrator's vector field evaluates
+    (the direction of `kernels.compiled_direction`, without the diagnostics it drops)."""
+    options = DirectionOptions(method="structured")
+    return lambda theta, X, Y: direction_with_info(net, "adapted", options, theta, X, Y).u
+
+
+def _field_in_loop(net, theta, X, Y, inner: int):
+    """`_in_loop` of the structured field, θ fed back: seconds per call / `inner` = per evaluation."""
+    field = _structured_field(net)
+    return _in_loop(lambda s: (s[0] + _CHAIN * field(*s), s[1], s[2]), (theta, X, Y), inner)
+
+
+def field_throughput(widths, N: int, *, repeats: int = 5, inner: int = 5, seed: int = 0, activation: str = "tanh",
+                     X=None, Y=None) -> FieldThroughput:
+    r"""Structured adapted field evaluations (1.30) per second, and the shares of their parts.
+
+    On `adaptedflow.mlp(widths, activation)` at θ0 = `init_params`, with QN = Q·N outputs,
+    times one evaluation of u = −Dᵀα, (D Dᵀ)α = ∇ₓC, by the layer-wise kernel
+    (``DirectionOptions(method="structured")``, the integrator's field), and separately its
+    parts: the kernel D Dᵀ with x (`kernels.mlp_outputs_and_ntk`, (1.25)), the Cholesky
+    factor of the QN × QN kernel (`jax.lax.linalg.cholesky`), and the products with D
+    (`kernels.linearize_outputs`: the linearisation, then per refinement step one VJP and
+    one JVP, then u = −Dᵀα).  **The parts are timed separately**, each its own compiled
+    function, so their sum need not equal the whole: the shares are of max(whole, sum),
+    with the rest as ``"other"``.
+
+    Every piece runs `inner` times in one compiled loop, each iteration fed the previous
+    one's result (so nothing is hoisted out), and seconds per call / `inner` is one
+    evaluation, as the integrator pays it inside its own loop; `call_seconds` is one
+    evaluation called on its own, which adds the per-call costs.  Every time is the median
+    of `repeats` runs after one compile-and-warm-up call, all pieces timed round-robin so
+    that load drift hits them alike.
+
+    Args:
+        widths: the MLP's widths `(M, M_1, …, Q)`, K ≥ QN.
+        N: number of inputs.
+        repeats: timed runs per median, ≥ 1.  inner: evaluations per timed run, ≥ 1.
+        seed: the data (Gaussian clusters, unless `X`, `Y` are given) and θ0.
+        activation: the MLP's activation.
+        X, Y: optional data, shapes `(N, M)` and `(N, Q)`.
+
+    Returns:
+        A `FieldThroughput`.
+    """
+    repeats, inner = positive_int(repeats, "repeats"), positive_int(inner, "inner")
+    net, theta, X, Y = _throughput_problem(widths, N, seed, activation, X, Y)
+    K, QN = int(theta.size), int(Y.size)
+    if K < QN:
+        raise ValueError(f"the structured field (1.30) needs K ≥ QN; got K = {K}, QN = {QN}. Widen the network.")
+    info = compiled_direction(net, "adapted", DirectionOptions(method="structured"), theta, X, Y)
+    refinements = max(int(getattr(info, "refinements", 1)), 1)
+    field = jax.jit(_structured_field(net))
+    G = jax.block_until_ready(jax.jit(lambda t, X: mlp_outputs_and_ntk(net, t, X)[1])(theta, X))
+
+    def kernel(state):                   # G is carried out of the step: formed in full, as the field needs it
+        t, X, _ = state
+        G = mlp_outputs_and_ntk(net, t, X)[1]
+        return t + _CHAIN * G[-1, -1], X, G
+
+    def cholesky(state):                 # as the field factors it: Gᵀ (the same matrix), no symmetrising
+        G, c = state
+        L = jax.lax.linalg.cholesky((G + c * jnp.eye(QN, dtype=G.dtype)).T, symmetrize_input=False)
+        return G, _CHAIN * L[-1, -1]
+
+    def products(state):
+        t, X, a = state
+        _, Dt, Dv = linearize_outputs(net, t, X)
+        for _ in range(refinements):
+            a = a + _CHAIN * Dv(Dt(a))
+        return t - _CHAIN * Dt(a), X, a
+
+    pieces = {"whole": _field_in_loop(net, theta, X, Y, inner),
+              "kernel": _in_loop(kernel, (theta, X, G), inner),
+              "cholesky": _in_loop(cholesky, (G, jnp.zeros((), G.dtype)), inner),
+              "vjp_jvp": _in_loop(products, (theta, X, Y.reshape(-1)), inner),
+              "call": lambda: field(theta, X, Y)}
+    t = _interleaved_medians(pieces, repeats)
+    call = t.pop("call")
+    t = {name: v / inner for name, v in t.items()}
+    whole = t.pop("whole")
+    parts = sum(t.values())
+    total = max(whole, parts)
+    shares = {name: t[name] / total for name in FIELD_PARTS}
+    shares["other"] = max(whole - parts, 0.0) / total
+    return FieldThroughput(1.0 / whole, whole, t, shares, parts / whole, call, refinements, K, QN, repeats, inner)
+
+
+class StepCost(NamedTuple):
+    r"""What one accepted step of the adapted integrator costs, in field evaluations (`integrator_step_cost`).
+
+    Attributes:
+        seconds_per_step: median over repeats of the marginal seconds per accepted step,
+            (long orbit − short orbit seconds) / (long − short accepted steps).
+        seconds_per_evaluation: median seconds of one structured field evaluation, timed in a
+            compiled loop (as `field_throughput`) after the orbits of each repeat.
+        ratio: median over repeats of (seconds per step) / (seconds per evaluation), each
+            repeat's times taken back to back.
+        n_steps, n_steps_short: accepted steps of the long orbit (over [0, s1]) and the short
+            one (over [0, s1/100]).
+        orbit_seconds, short_seconds: median wall seconds of the two `integrate_flow` calls.
+        s1: the span of the long orbit.  K, QN: parameters and outputs.  repeats: timed pairs.
+    """
+
+    seconds_per_step: float
+    seconds_per_evaluation: float
+    ratio: float
+    n_steps: int
+    n_steps_short: int
+    orbit_seconds: float
+    short_seconds: float
+    s1: float
+    K: int
+    QN: int
+    repeats: int
+
+
+def integrator_step_cost(widths, N: int, *, s1: float = 2.0, rtol: float = 1e-11, atol: float = 1e-13,
+                         n_save: int = 2, repeats: int = 3, evaluations: int = 5, seed: int = 0,
+                         activation: str = "tanh", X=None, Y=None) -> StepCost:
+    r"""Wall seconds of one accepted step of the adapted flow (1.30), in units of one field evaluation.
+
+    Times `integrate_flow("adapted", …, jacobian="structured")` from θ0 = `init_params` over
+    [0, `s1`] and over [0, `s1`/100] (s1 is traced: one compilation, by a first untimed short
+    call), with the same number of saved times.  The difference of the two, per accepted
+    step of difference, is the marginal cost of an accepted step: what an orbit pays once
+    (the checks at θ0, the step-size selection at s = 0, the saves, the call) cancels.
+    Each repeat times the two orbits, then `evaluations` field evaluations in one compiled
+    loop (as `field_throughput`: an evaluation inside a loop, as the integrator's stages pay
+    it), in the same process; the ratio (seconds per step) / (seconds per evaluation) is
+    formed per repeat and its median reported, so load that drifts slowly cancels.  Tsit5
+    evaluates 6 new stages per accepted step (the 7th is the next step's first, FSAL); the
+    ratio adds to that the rank-loss event of every step and the stages of rejected steps.
+
+    Args:
+        widths: the MLP's widths `(M, M_1, …, Q)`, K ≥ QN.  N: number of inputs.
+        s1: the span of s of the long orbit, > 0.  rtol, atol: the integrator's tolerances.
+        n_save: saved times of each orbit (including 0 and its end), ≥ 1.
+        repeats: timed pairs of orbits, ≥ 1.  evaluations: field evaluations per repeat, ≥ 1.
+        seed, activation, X, Y: as `field_throughput`.
+
+    Returns:
+        A `StepCost`.
+
+    Raises:
+        ValueError: `s1` not positive and finite, or so short that both orbits take the same
+            number of accepted steps.
+    """
+    from ..integrate import integrate_flow
+
+    repeats = positive_int(repeats, "repeats")
+    evaluations = positive_int(evaluations, "evaluations")
+    if not np.isfinite(s1) or s1 <= 0:
+        raise ValueError(f"`s1` must be a positive finite time; got {s1!r}.")
+    net, theta, X, Y = _throughput_problem(widths, N, seed, activation, X, Y)
+    K, QN = int(theta.size), int(Y.size)
+    orbit = functools.partial(integrate_flow, "adapted", net, theta, X, Y, rtol=rtol, atol=atol,
+                              n_save=positive_int(n_save, "n_save"), jacobian="structured")
+    spans = (s1 / 100, s1)
+    orbit(s1=spans[0])                               # compiles the solver
+    fields = _field_in_loop(net, theta, X, Y, evaluations)
+    jax.block_until_ready(fields())
+    per_step, per_eval, ratios, seconds, counts = [], [], [], ([], []), ([], [])
+    for _ in range(repeats):
+        for span, n, out in zip(spans, counts, seconds, strict=True):
+            t0 = time.perf_counter()
+            n.append(int(orbit(s1=span).n_steps))
+            out.append(time.perf_counter() - t0)
+        if counts[1][-1] <= counts[0][-1]:
+            raise ValueError(f"`s1` = {s1!r} is too short: the orbits over s1/100 and s1 both take {counts[1][-1]} "
+                             "accepted steps. Take a longer span.")
+        t0 = time.perf_counter()
+        jax.block_until_ready(fields())
+        per_eval.append((time.perf_counter() - t0) / evaluations)
+        per_step.append((seconds[1][-1] - seconds[0][-1]) / (counts[1][-1] - counts[0][-1]))
+        ratios.append(per_step[-1] / per_eval[-1])
+    if len(set(counts[0])) > 1 or len(set(counts[1])) > 1:
+        raise RuntimeError(f"the same orbits took different numbers of accepted steps: {counts}.")
+    return StepCost(float(np.median(per_step)), float(np.median(per_eval)), float(np.median(ratios)), counts[1][0],
+                    counts[0][0], float(np.median(seconds[1])), float(np.median(seconds[0])), float(s1), K, QN,
+                    repeats)
 
 OURS = VARIANTS          # this package's rows
 SIZES = {  # (label, widths, N): QN = Q·N, K from the widths

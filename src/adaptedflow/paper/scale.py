@@ -1,0 +1,120 @@
+r"""Theorems 2.1 and 2.3 at a practitioner's size (the chapter on the rate at scale).
+
+* `cut_orbit`: one adapted orbit (2.4) integrated decade by decade, stopped by a located
+  event at each C = C(0)·ratio and restarted there: saved points for the rate (2.6), the
+  measured stopping times s_*(ε) of (2.17) and, with a clock passed in, the wall-clock
+  time to each target.
+* `join_orbits`: consecutive `Orbit` pieces as one.
+* `fixed_step_solver`: Tsit5 with a fixed step and the direction by a chosen method of
+  `adaptedflow.kernels` (the matrix-free stretch), compiled and bound to θ(0).
+
+Nothing here reads a clock: a chapter that times passes its own (`timer`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..cost import cost
+from ..integrate import Orbit, integrate_flow
+from ..kernels import DirectionOptions, direction_with_info
+
+
+class CutOrbit(NamedTuple):
+    r"""An adapted orbit cut at C = C(0)·ratio (see `cut_orbit`).
+
+    Attributes:
+        orbit: the joined `Orbit` (saved points of every piece, steps summed).
+        times: measured s_*(C(0)·ratio), shape `(E,)`; `inf` where not reached.
+        seconds: wall-clock seconds to each target by `timer`, shape `(E,)`; `inf` where
+            not reached, NaN without a timer.
+    """
+
+    orbit: Orbit
+    times: np.ndarray
+    seconds: np.ndarray
+
+
+def join_orbits(parts: Sequence[Orbit]) -> Orbit:
+    r"""One `Orbit` from consecutive pieces (times already offset): saved arrays concatenated,
+    steps summed; the end point, stop and tolerances are those of the last piece."""
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
+    return parts[-1]._replace(s=cat("s"), theta=cat("theta"), x=cat("x"), cost=cat("cost"),
+                              sigma_min=cat("sigma_min"), sigma_max=cat("sigma_max"),
+                              n_steps=sum(p.n_steps for p in parts))
+
+
+def cut_orbit(output_map, theta0, X, Y, ratios, *, n_save: int, timer: Callable[[], float] | None = None,
+              **kwargs) -> CutOrbit:
+    r"""The adapted orbit (2.4) from θ(0), stopped at each C = C(0)·ratio and restarted there.
+
+    Piece k runs from the event of ratio_{k−1} (ratio_0 = 1) with an ε-event at
+    C(0)·ratio_k, `n_save` saved points over its predicted length (N/2) log(ratio_{k−1}/ratio_k)
+    of (2.18), and gives up at twice that length.  The flow is autonomous, so the pieces
+    are one orbit (to the integrator's tolerance); s_*(ε_k) is the sum of the event times.
+
+    Args:
+        output_map, theta0, X, Y: as for `integrate_flow` (X: `(N, M)`, Y: `(N, Q)`).
+        ratios: ε/C(0), decreasing, each in (0, 1), shape `(E,)`.
+        n_save: saved points per piece (the same for every piece: one compiled solver).
+        timer: a clock (e.g. `time.perf_counter`) read around each `integrate_flow` call;
+            None for no timing.
+        **kwargs: passed to `integrate_flow` (rtol, atol, rank_rtol, on_rank_loss, …).
+
+    Returns:
+        A `CutOrbit`; an orbit stopped otherwise (rank loss, give-up) ends the sweep there.
+
+    Raises:
+        ValueError: `ratios` not decreasing in (0, 1).
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    if ratios.ndim != 1 or ratios.size == 0 or np.any(np.diff(ratios) >= 0) or not 0 < ratios.min() <= ratios.max() < 1:
+        raise ValueError(f"`ratios` must decrease strictly in (0, 1); got {ratios}.")
+    N = X.shape[0]
+    C0 = float(cost(output_map(theta0, X), Y))
+    times, seconds = np.full(ratios.shape, np.inf), np.full(ratios.shape, np.inf if timer else np.nan)
+    parts, s_done, theta, prev, clock = [], 0.0, theta0, 1.0, 0.0
+    for k, r in enumerate(ratios):
+        length = 0.5 * N * np.log(prev / r)
+        start = timer() if timer else 0.0
+        o = integrate_flow("adapted", output_map, theta, X, Y, s1=2 * length, ts=np.linspace(0.0, length, n_save),
+                           eps=float(r * C0), **kwargs)
+        clock += (timer() - start) if timer else 0.0
+        parts.append(o._replace(s=o.s + s_done))
+        if o.stop != "eps":
+            break
+        s_done, theta, prev = s_done + o.s_end, jnp.asarray(o.theta_end), r
+        times[k] = s_done
+        if timer:
+            seconds[k] = clock
+    return CutOrbit(join_orbits(parts), times, seconds)
+
+
+def fixed_step_solver(output_map, method: str, theta0, X, Y, *, h: float, n_steps: int) -> Callable[[], np.ndarray]:
+    r"""Tsit5 with the fixed step h for the adapted flow (1.30), direction by `method`, compiled.
+
+    Args:
+        output_map: an `adaptedflow.mlp`.  method: ``"structured"`` or ``"matrix-free"``
+            (`kernels.DirectionOptions`, other options at their defaults).
+        theta0: θ(0), shape `(K,)`.  X: `(N, M)`.  Y: `(N, Q)`.
+        h: the step in s; n_steps: the number of steps.
+
+    Returns:
+        A function of no arguments returning C at s = 0, h, …, n_steps·h, shape
+        `(n_steps + 1,)`; compiled before it is returned, so a caller can time a call.
+    """
+    K, QN = int(theta0.shape[0]), int(Y.size)
+    options = DirectionOptions(method=method).resolve(output_map, "adapted", K, QN)[0]
+    field = lambda s, th, args: direction_with_info(output_map, "adapted", options, th, X, Y).u
+    grid = jnp.asarray(h * np.arange(n_steps + 1))
+    solve = jax.jit(lambda th: diffrax.diffeqsolve(
+        diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, float(h * n_steps), float(h), th,
+        stepsize_controller=diffrax.ConstantStepSize(),
+        saveat=diffrax.SaveAt(ts=grid, fn=lambda s, t, a: cost(output_map(t, X), Y))).ys)
+    compiled = solve.lower(theta0).compile()
+    return lambda: np.asarray(jax.block_until_ready(compiled(theta0)))
