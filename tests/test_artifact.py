@@ -50,10 +50,14 @@ def test_github_pages_workflow():
     steps = wf["jobs"]["build"]["steps"]
     runs = [s.get("run", "") for s in steps]
     uses = [s.get("uses", "") for s in steps]
-    assert "make test" in runs and "make book" in runs
+    build = next(i for i, r in enumerate(runs) if "make book-full" in r)
+    # pushes to main publish the publication-parameter book, pull requests build the fast one
+    assert "make book-full" in runs[build] and "make book\n" in runs[build] and "BOOK_MODE" in runs[build]
+    assert "refs/heads/main" in wf["jobs"]["build"]["env"]["BOOK_MODE"]
+    assert "make test" in runs and runs.index("make test") < build
     assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
+    assert any(u.startswith("actions/cache") for u in uses)
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in wf["jobs"]["deploy"]["steps"])
-    assert runs.index("make test") < runs.index("make book")
 
 
 def test_licences_present():
