@@ -4,7 +4,7 @@ r"""Integration of the flows of `adaptedflow.flows` with diffrax, with events.
 Runge–Kutta method (Tsit5 by default) and saves, at requested times s, the parameters,
 the outputs x[θ(s)], the cost C(s) and the extreme singular values of D[θ(s)] (the rank
 condition (2.1) along the orbit).  Two events can end the solve, each located in time by
-Newton root finding on the solver's dense output:
+bisection on the solver's dense output:
 
 * ``eps``: the first s with C(s) = ε; this is the stopping time s_*(ε) of (2.17).
 * rank loss: the first s with log(σ_min(D)/σ_max(D)) = log(`rank_rtol`), for the flows
@@ -127,11 +127,11 @@ class Orbit(NamedTuple):
 def extreme_singular_values(output_map, theta, X, source: str = "svd"):
     r"""(σ_min, σ_max) of D[θ] (1.20): the min(QN, K)-th and the largest singular value.
 
-    ``"svd"`` takes the SVD of D; ``"kernel"`` reads the extreme singular vectors off the
-    kernel D Dᵀ and measures σ = |Dᵀv| through D, never forming it (an `adaptedflow.mlp`
-    with K ≥ QN; `kernels.kernel_extreme_singular_values`).  Either way the singular
-    vectors are held constant under differentiation, so the derivative is that of the
-    singular values (used to root-find the rank-loss event in time).
+    ``"svd"`` takes the SVD of D; ``"kernel"`` never forms D (an `adaptedflow.mlp` with
+    K ≥ QN; `kernels.kernel_extreme_singular_values`): σ_max from the kernel D Dᵀ's
+    largest eigenvalue, σ_min by Rayleigh–Ritz through D on the kernel's smallest
+    eigenvectors.  Either way the singular vectors are held constant under
+    differentiation, so a derivative through the result is that of the singular values.
 
     Returns:
         `(sigma_min, sigma_max)`, scalars.
@@ -201,7 +201,7 @@ def _solve(theta0, X, Y, ts, s1, eps, rtol, atol, rank_rtol, *, flow, output_map
            jacobian, sigma, solver="tsit5"):
     """One diffrax solve: `(ts, ys, result, n_accepted_steps)` (see `compiled_solve`).
 
-    The events (`_event_functions`) are combined into one, their minimum, which first
+    The events (`conds`) are combined into one, their minimum, which first
     crosses zero where the earliest of them does; the final save holds each one's value,
     in the order of `_event_names`, so the caller can tell which it was."""
     field = _vector_field(flow, output_map, jacobian, pinv_rtol)
