@@ -177,7 +177,7 @@ def test_second_build_reuses_every_chapter_with_identical_results(tmp_path, fake
     manifest = json.loads((root / "_build" / "stage" / "_static" / "manifest.json").read_text())
     assert [c["run"] for c in manifest["chapters"]] == ["from cache", "from cache"]
     page = (root / "_build" / "stage" / "book" / "reproducibility.md").read_text()
-    assert "| a | ok | from cache | 2026-01-01T00:00:00Z | 1.5 | fast |" in page
+    assert "| a | ok | from cache | 2026-01-01 00:00:00 | 1.5 | fast |" in page
     assert f"`{_key(root, 'a')[:12]}`" in page and "2 of 2 chapters in this build" in page
 
 

@@ -350,11 +350,15 @@ def results_at_a_glance(records: list[dict], *, chapter_pages: dict[str, str]) -
 def reproducibility_page(data: dict) -> str:
     """The Reproducibility page (MyST markdown) for a `manifest` dict."""
     pk = "\n".join(f"| {name} | {v or 'not installed'} |" for name, v in data["packages"].items())
+    # Two tables, not one of eight columns: one wide table overflowed the main column.
     ch = "\n".join(
         f"| {c['chapter']} | {'ok' if c['ok'] else 'FAILED'} | {c.get('run', 'ran now')} | "
-        f"{c.get('date_utc') or 'unknown'} | {c['seconds']:.1f} | {c['mode']} | "
-        f"{', '.join(f'{k}={v}' for k, v in c['parameters'].items()) or 'notebook defaults'} | "
-        f"{'`' + c['key'][:12] + '`' if c.get('key') else '-'} |"
+        f"{(c.get('date_utc') or 'unknown').replace('T', ' ').rstrip('Z')} | {c['seconds']:.1f} | {c['mode']} |"
+        for c in data["chapters"]
+    )
+    keys = "\n".join(
+        f"| {c['chapter']} | {'`' + c['key'][:12] + '`' if c.get('key') else '-'} | "
+        f"{', '.join(f'{k}={v}' for k, v in c['parameters'].items()) or 'notebook defaults'} |"
         for c in data["chapters"]
     )
     n_cached = sum(1 for c in data["chapters"] if c.get("run") == "from cache")
@@ -389,9 +393,13 @@ are reused ("from cache"; {n_cached} of {n_total} chapters in this build). The k
 the first 12 hex digits of the sha256 over those inputs; "ran" is the date (UTC) the chapter
 was executed.
 
-| chapter | status | this build | ran (UTC) | seconds | mode | parameters | key |
-|---|---|---|---|---|---|---|---|
+| chapter | status | this build | ran (UTC) | seconds | mode |
+|---|---|---|---|---|---|
 {ch}
+
+| chapter | key | parameters |
+|---|---|---|
+{keys}
 
 ## Rerun
 
