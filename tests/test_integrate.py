@@ -211,7 +211,7 @@ def test_structured_solve_forms_no_jacobian_and_no_svd(jacobian):
     net, th = af.mlp(widths), af.init_params(jax.random.PRNGKey(1), widths)
     K, QN = th.shape[0], Y.size
     sigma = "kernel" if jacobian == "structured" else "svd"
-    f = lambda th: _solve(th, X, Y, jnp.linspace(0, 1, 5), 1.0, 1e-3, 1e-10, 1e-12, 1e-7, flow="adapted",
+    f = lambda th: _solve(th, X, Y, jnp.linspace(0, 1, 5), 1.0, 1e-3, 1e-10, 1e-12, 1e-7, jnp.nan, flow="adapted",
                           output_map=net, max_steps=100, with_eps=True, pinv_rtol=1e-10, jacobian=jacobian, sigma=sigma)
     prims, shapes = set(), set()
     _walk_jaxpr(jax.make_jaxpr(f)(th).jaxpr, prims, shapes)
@@ -237,6 +237,22 @@ def test_sigma_auto_uses_the_kernel_where_D_would_not_fit():
         sigma_source("kernel", af.mlp((2, 3, 1)), "adapted-under", "dense", 13, 40)
     with pytest.raises(ValueError, match="`sigma` must be one of"):
         sigma_source("eig", net, "adapted", "structured", K, QN)
+
+
+def test_a_continuation_from_dt_last_skips_the_cold_start(small_problem):
+    # A solve restarted at θ(s1) with the step the previous piece last took (`Orbit.dt_last`) follows the
+    # same orbit as a cold start (Hairer's first step, then growth by ≤ 10× per step) in fewer steps.
+    p = small_problem
+    kw = dict(s1=2.0, n_save=2, rtol=1e-12, atol=1e-14)
+    a = af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], **kw)
+    assert 0 < a.dt_last < 2.0
+    cold = af.integrate_flow("adapted", p["net"], a.theta_end, p["X"], p["Y"], **kw)
+    warm = af.integrate_flow("adapted", p["net"], a.theta_end, p["X"], p["Y"], dt0=a.dt_last, **kw)
+    assert warm.n_steps < cold.n_steps, (warm.n_steps, cold.n_steps)
+    np.testing.assert_allclose(warm.cost_end, cold.cost_end, rtol=1e-9)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="`dt0`"):
+            af.integrate_flow("adapted", p["net"], p["theta"], p["X"], p["Y"], dt0=bad, **kw)
 
 
 def test_dopri8_and_tsit5_give_the_same_orbit(small_problem):

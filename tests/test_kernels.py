@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import adaptedflow as af
+import adaptedflow.kernels as km
 from adaptedflow.kernels import (
     DirectionOptions,
     adapted_step_direction,
@@ -331,6 +332,24 @@ def test_kernel_rank_event_agrees_with_the_svd_of_D(dist):
         if 0.5 < ratio / rtol < 2:
             continue
         assert bool(rank_event_value(net, theta, X, rtol, "kernel") < 0) == bool(ratio < rtol), (dist, rtol, ratio)
+
+
+@pytest.mark.parametrize("dist", [1.0, 1e-1, 1e-2, 1e-3, 1e-5, 1e-7])
+def test_kernel_ratio_certificate_never_claims_more_than_the_svd_of_D(dist):
+    # The rank event fixes its sign far from the threshold with this certificate, so wherever it says
+    # σ_min/σ_max ≥ 0.9·t (t ≥ 10·sqrt(QN·eps)), the SVD of D must agree; and it is not vacuous: it
+    # certifies every t at least 10·QN times below the true ratio (Gershgorin overestimates λ_max ≤ QN×).
+    net, theta = af.mlp((3, 24, 3)), af.init_params(jax.random.PRNGKey(2), (3, 24, 3))
+    X = jax.random.normal(jax.random.PRNGKey(3), (8, 3))
+    X = X.at[1].set(X[0] + dist)
+    s = np.linalg.svd(np.asarray(af.jacobian(net, theta, X)), compute_uv=False)
+    ratio = s[-1] / s[0]
+    G = km.mlp_outputs_and_ntk(net, theta, X)[1]
+    floor = 10 * km.kernel_rank_floor(24)
+    ts = np.geomspace(floor, 1.0, 60)
+    certified = np.array([bool(km.kernel_ratio_certainly_above(G, t)) for t in ts])
+    assert np.all(km.CERTIFY_SAFETY * ts[certified] <= ratio), (dist, ratio, ts[certified].max())
+    assert np.all(certified[ts * 10 * 24 <= ratio]), (dist, ratio)
 
 
 @pytest.mark.parametrize("eigh_max", [None, 2048])

@@ -117,19 +117,36 @@ from .numerics import default_rank_rtol as default_rank_rtol
 from .problem import gaussian_clusters as gaussian_clusters  # noqa: E402
 from .problem import one_hot_labels as one_hot_labels
 from .problem import stacked_targets as stacked_targets
+from .pytrees import FlatModel as FlatModel  # noqa: E402
+from .pytrees import StructuredView as StructuredView
+from .pytrees import flat_model as flat_model
+from .pytrees import structured_view as structured_view
+from .pytrees import vmap_apply as vmap_apply
+from .sharding import data_sharding as data_sharding  # noqa: E402
+from .sharding import replicate as replicate
+from .sharding import shard_data as shard_data
+from .solvers import GRAM_METHODS as GRAM_METHODS  # noqa: E402
+from .solvers import AdaptedGaussNewton as AdaptedGaussNewton
+from .solvers import least_squares_path as least_squares_path
+from .solvers import model_residual as model_residual
+from .solvers import residual as residual
 from .validation import RankLossError as RankLossError  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptedGaussNewton",
     "DescentRun",
     "DirectionInfo",
     "DirectionOptions",
     "EPS",
     "FLOWS",
+    "FlatModel",
+    "GRAM_METHODS",
     "MLP",
     "Orbit",
     "RankLossError",
+    "StructuredView",
     "adapted_direction",
     "adapted_step_direction",
     "adapted_under_direction",
@@ -137,14 +154,15 @@ __all__ = [
     "comparison_outputs",
     "cost",
     "cost_error_budget",
+    "data_sharding",
     "default_rank_rtol",
     "descent",
+    "digits_problem",
     "direction",
     "first_passage_time",
     "first_passage_times",
+    "flat_model",
     "gaussian_clusters",
-    "digits_problem",
-    "load_digits",
     "grad_x_cost",
     "gram_solve",
     "identity_map",
@@ -153,7 +171,10 @@ __all__ = [
     "integrate_until",
     "jacobian",
     "least_squares_direction",
+    "least_squares_path",
+    "load_digits",
     "mlp",
+    "model_residual",
     "ntk_gram",
     "num_params",
     "numerical_rank",
@@ -162,8 +183,13 @@ __all__ = [
     "outputs_and_jacobian",
     "parameter_velocity",
     "pinv_solve",
+    "replicate",
+    "residual",
+    "shard_data",
     "singular_values",
     "stacked_targets",
     "standard_direction",
     "stopping_time",
+    "structured_view",
+    "vmap_apply",
 ]

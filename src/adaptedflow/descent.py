@@ -33,6 +33,7 @@ import numpy as np
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .kernels import DirectionOptions, direction_with_info, is_structured, linearize_outputs, structured_gram_solve
 from .linalg import gram_solve
+from .pytrees import is_flat_params, route_model
 from .validation import as_float64, positive_int, require_shape, validate_data
 
 #: The methods `descent` runs, with the update each implements.
@@ -54,6 +55,9 @@ class DescentRun(NamedTuple):
         thetas: θ_k, shape `(n + 1, K)`.
         train_accuracy, test_accuracy: fraction of inputs whose largest output is at their
             label, at θ_n (NaN where no data were given).
+        params: for a pytree model, θ_0..θ_n in the model's structure, every trained leaf
+            with a leading axis of n + 1; `thetas` is then flat in `jax.tree_util` order
+            (`adaptedflow.pytrees.flat_model`).  None for a flat θ_0.
     """
 
     method: str
@@ -63,6 +67,7 @@ class DescentRun(NamedTuple):
     thetas: np.ndarray
     train_accuracy: float
     test_accuracy: float
+    params: object = None
 
 
 def check_step(h: float, N: int) -> float:
@@ -285,7 +290,12 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
     Args:
         method: a key of `METHODS`.
         output_map: a stable `output_map(theta, X) -> x` (module-level function or `mlp(...)`).
-        theta0: θ_0, shape `(K,)`.
+            With a pytree `theta0`: the model's `apply(params, X) -> outputs` of shape
+            `(N, Q)` or `(QN,)`, or None when `theta0` is the model itself, applied row-wise;
+            a recognised dense stack (`adaptedflow.pytrees.structured_view`) gets the
+            layer-wise kernel under ``"auto"`` or ``"structured"`` options.
+        theta0: θ_0, shape `(K,)`; or any pytree of float64 arrays (then the run also holds
+            `params` in that structure).
         X: training inputs, shape `(N, M)`.
         Y: training targets, shape `(N, Q)` (one-hot rows give the labels for accuracy).
         step: h for ``"adapted"`` (0 < h < 2N), the learning rate η > 0 otherwise.
@@ -302,6 +312,12 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         ValueError: unknown method, bad step, damping, options, shapes or counts.
         TypeError: `options` that is not a `DirectionOptions`.
     """
+    if output_map is None or not is_flat_params(theta0):        # a pytree model: through its flat view
+        kernel = getattr(options, "method", "auto") if method == "adapted" else "dense"
+        route = route_model(output_map, theta0, X, Y, kernel)
+        run = descent(method, route.output_map, route.theta0, X, Y, step=step, n_steps=n_steps, damping=damping,
+                      test=test, options=options)
+        return run._replace(thetas=route.to_tree_theta(run.thetas), params=route.to_params(run.thetas))
     args, static = prepare_run(method, output_map, theta0, X, Y, step=step, n_steps=n_steps,
                                damping=damping, options=options)
     costs, thetas = compiled_run(*args, **static)

@@ -35,13 +35,18 @@ import optimistix as optx  # a dependency of diffrax itself, not an extra
 from .cost import cost, grad_x_cost, outputs_and_jacobian
 from .flows import FLOWS, check_regime, direction
 from .kernels import (
+    CERTIFY_SAFETY,
     DirectionOptions,
     choose_method,
     direction_with_info,
     is_structured,
     kernel_extreme_singular_values,
+    kernel_rank_floor,
+    kernel_ratio_certainly_above,
+    mlp_outputs_and_ntk,
 )
 from .numerics import default_rank_rtol
+from .pytrees import is_flat_params, route_model
 from .validation import RankLossError, positive_int, validate_data
 
 
@@ -103,6 +108,13 @@ class Orbit(NamedTuple):
         sigma_source: ``"svd"`` or ``"kernel"``: where `sigma_min`, `sigma_max` and the
             rank event came from.  jacobian: how the field got D (``"structured"``,
             ``"dense"``); rank_rtol: the rank event's threshold.
+        dt_last: the length of the last accepted step before the final one (an event or
+            s1 may shorten that), NaN after fewer than two steps: pass it as `dt0` to
+            continue the orbit from `theta_end` without the step-size ramp of a cold start.
+        params, params_end: for a pytree model, θ(s) and θ(s_end) in the model's
+            structure: every trained leaf with a leading axis of T saved times (`params`),
+            and as at θ0 (`params_end`); `theta` and `theta_end` are then flat in
+            `jax.tree_util` order (`adaptedflow.pytrees.flat_model`).  None for a flat θ0.
     """
 
     s: np.ndarray
@@ -122,6 +134,9 @@ class Orbit(NamedTuple):
     sigma_source: str = "svd"
     jacobian: str = "dense"
     rank_rtol: float = float("nan")
+    dt_last: float = float("nan")
+    params: object = None
+    params_end: object = None
 
 
 def extreme_singular_values(output_map, theta, X, source: str = "svd"):
@@ -147,11 +162,25 @@ def rank_event_value(output_map, theta, X, rank_rtol, source: str = "svd"):
     r"""log(σ_min(D)/σ_max(D)) − log(`rank_rtol`): positive while the rank condition (2.1)
     holds with margin `rank_rtol`, zero at the rank-loss time the integrator locates.
 
-    From the kernel, σ_min is measured through D only where the kernel's own estimate is
-    below 1e3·`rank_rtol` (`kernels.kernel_extreme_singular_values`): farther away only
-    the sign matters, and the estimate's error (≈ QN·eps relative to σ_max²) cannot flip it."""
+    From the kernel, far from the threshold only the sign matters: where one shifted
+    Cholesky factorisation certifies σ_min/σ_max ≥ 1.8·t with t = max(`rank_rtol`,
+    10·sqrt(QN·eps)) (`kernels.kernel_ratio_certainly_above`, tested at 2t), the value is
+    log(1.8·t/`rank_rtol`) > 0 — no larger than the true value, with its sign.  Elsewhere the
+    extreme singular values are measured (`kernels.kernel_extreme_singular_values`), σ_min
+    through D where the kernel's own estimate is below 1e3·`rank_rtol`.  Bisection, which
+    locates the event, reads only signs; near the root the value is the measured one.  The
+    certificate costs about 0.75 of a field evaluation at QN = 1000 (the kernel and one
+    factorisation), the measurement about 3."""
     if source == "kernel":
-        smin, smax = kernel_extreme_singular_values(output_map, theta, X, through_d_below=1e3 * rank_rtol)
+        G = mlp_outputs_and_ntk(output_map, theta, X)[1]
+        t = jnp.maximum(rank_rtol, 10 * kernel_rank_floor(G.shape[0]))
+        certain = kernel_ratio_certainly_above(G, 2 * t)
+
+        def measured():
+            smin, smax = kernel_extreme_singular_values(output_map, theta, X, through_d_below=1e3 * rank_rtol)
+            return jnp.log(jnp.maximum(smin / smax, _RATIO_FLOOR)) - jnp.log(rank_rtol)
+
+        return jax.lax.cond(certain, lambda: jnp.log(2 * CERTIFY_SAFETY * t / rank_rtol), measured)
     else:
         smin, smax = extreme_singular_values(output_map, theta, X, source)
     return jnp.log(jnp.maximum(smin / smax, _RATIO_FLOOR)) - jnp.log(rank_rtol)
@@ -197,9 +226,14 @@ def _event_names(flow: str, with_eps: bool) -> tuple[str, ...]:
     return (("eps",) if with_eps else ()) + (("rank-loss",) if flow in _NEEDS_FULL_RANK else ())
 
 
-def _solve(theta0, X, Y, ts, s1, eps, rtol, atol, rank_rtol, *, flow, output_map, max_steps, with_eps, pinv_rtol,
+def _solve(theta0, X, Y, ts, s1, eps, rtol, atol, rank_rtol, dt0, *, flow, output_map, max_steps, with_eps, pinv_rtol,
            jacobian, sigma, solver="tsit5"):
-    """One diffrax solve: `(ts, ys, result, n_accepted_steps)` (see `compiled_solve`).
+    """One diffrax solve: `(ts, ys, result, n_accepted_steps, last_full_step)` (see `compiled_solve`).
+
+    `dt0` is the first step, or NaN for the controller's own choice (Hairer's algorithm,
+    two field evaluations); both take the same compiled code.  `last_full_step` is the
+    length of the last accepted step before the final one (which an event or s1 may
+    shorten), NaN after fewer than two steps: a warm start for a continuation.
 
     The events (`conds`) are combined into one, their minimum, which first
     crosses zero where the earliest of them does; the final save holds each one's value,
@@ -232,26 +266,40 @@ def _solve(theta0, X, Y, ts, s1, eps, rtol, atol, rank_rtol, *, flow, output_map
             return jnp.min(jnp.stack([conds[n](y, args) for n in names]))
 
         event = diffrax.Event(cond_fn, root_finder=_TimeBisection(rtol=_EVENT_TOL, atol=_EVENT_TOL))
+    term, rk = diffrax.ODETerm(field), SOLVERS[solver]()
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    args = (X, Y, eps, rank_rtol)
+
+    def select_first_step():
+        tnext = controller.init(term, 0.0, s1, theta0, None, args, rk.func, rk.error_order(term))[0]
+        return jnp.asarray(tnext, theta0.dtype)
+
+    first = jax.lax.cond(jnp.isnan(dt0), select_first_step, lambda: jnp.minimum(dt0, s1).astype(theta0.dtype))
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        SOLVERS[solver](),
+        term,
+        rk,
         t0=0.0,
         t1=s1,
-        dt0=None,
+        dt0=first,
         y0=theta0,
-        args=(X, Y, eps, rank_rtol),
-        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=save_final)]),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        args=args,
+        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=save_final),
+                                    diffrax.SubSaveAt(steps=True, fn=lambda s, theta, args: s)]),
+        stepsize_controller=controller,
         event=event,
         max_steps=max_steps,
         throw=False,
     )
-    return sol.ts, sol.ys, sol.result, sol.stats["num_accepted_steps"]
+    n = sol.stats["num_accepted_steps"]
+    ends = sol.ys[2]                  # the end of every accepted step; unused rows are inf
+    previous = lambda k: jnp.where(k >= 0, ends[jnp.maximum(k, 0)], 0.0)
+    last_full = jnp.where(n >= 2, previous(n - 2) - previous(n - 3), jnp.nan)
+    return sol.ts[:2], sol.ys[:2], sol.result, n, last_full
 
 
 #: The integrator's solve under `jax.jit`.  Static (keyword) arguments: `flow`, `output_map`,
 #: `max_steps`, `with_eps`, `pinv_rtol`, `jacobian`, `sigma`, `solver`; traced: θ0, X, Y, the saved times, s1, ε,
-#: rtol, atol and `rank_rtol`, so new tolerances reuse the compiled solver.
+#: rtol, atol, `rank_rtol` and the first step, so new tolerances reuse the compiled solver.
 compiled_solve = jax.jit(_solve, static_argnames=("flow", "output_map", "max_steps", "with_eps", "pinv_rtol",
                                                   "jacobian", "sigma", "solver"))
 
@@ -302,14 +350,19 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
                    eps: float | None = None, rtol: float = 1e-12, atol: float = 1e-14,
                    max_steps: int = 100_000, rank_rtol: float = 1e-7, pinv_rtol: float | None = None,
                    on_rank_loss: str = "raise", jacobian: str = "auto", sigma: str = "auto",
-                   solver: str = "tsit5") -> Orbit:
+                   solver: str = "tsit5", dt0: float | None = None) -> Orbit:
     r"""Integrate ∂_s θ = F(θ), θ(0) = θ0, for a flow of `FLOWS` on [0, s1].
 
     Args:
         flow: `"standard"` (1.9), `"adapted"` (1.30), `"adapted-under"` (5.2) or
             `"least-squares"` (4.6).
-        output_map: `output_map(theta, X) -> x`, e.g. `adaptedflow.mlp(widths)`.
-        theta0: θ(0), shape `(K,)`, float64.
+        output_map: `output_map(theta, X) -> x`, e.g. `adaptedflow.mlp(widths)`.  With a
+            pytree `theta0`: the model's `apply(params, X) -> outputs` of shape `(N, Q)` or
+            `(QN,)`, or None when `theta0` is the model itself, applied row-wise; a
+            recognised dense stack (`adaptedflow.pytrees.structured_view`) gets the
+            layer-wise kernel under `jacobian="auto"` or ``"structured"``.
+        theta0: θ(0), shape `(K,)`, float64; or any pytree of float64 arrays (then the
+            orbit also holds `params` and `params_end` in that structure).
         X: inputs, shape `(N, M)`.  Y: targets y_{ω(j)}, shape `(N, Q)`.
         s1: final time.
         ts: times to save at, increasing in [0, s1]; default `n_save` equispaced times.
@@ -347,6 +400,12 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         solver: ``"tsit5"`` (default) or ``"dopri8"`` (`SOLVERS`), the adaptive Runge–Kutta
             method; at rtol ≈ 1e-12 the order-8 method needs far fewer field evaluations
             and rank-event evaluations (one per accepted step).
+        dt0: the first step in s; None (default) for the controller's choice (Hairer's
+            initial-step algorithm).  A continuation may pass the previous piece's
+            `Orbit.dt_last`: a cold start begins with a small step and grows it by at most
+            10× per step, about ten extra Dopri8 steps per restart at rtol 1e-14 on the
+            digits — steps that also made that orbit's rate error ten times smaller
+            (`paper.scale.cut_orbit` restarts cold for that reason).
 
     Returns:
         An `Orbit`.
@@ -357,6 +416,14 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         RankLossError: rank lost at θ0, or along the orbit with `on_rank_loss="raise"`.
         RuntimeError: the solver hit `max_steps` or produced non-finite values.
     """
+    if output_map is None or not is_flat_params(theta0):        # a pytree model: through its flat view
+        kernel = "auto" if jacobian == "auto" or (sigma == "kernel" and jacobian == "dense") else jacobian
+        route = route_model(output_map, theta0, X, Y, kernel)
+        orbit = integrate_flow(flow, route.output_map, route.theta0, X, Y, s1=s1, ts=ts, n_save=n_save, eps=eps,
+                               rtol=rtol, atol=atol, max_steps=max_steps, rank_rtol=rank_rtol, pinv_rtol=pinv_rtol,
+                               on_rank_loss=on_rank_loss, jacobian=jacobian, sigma=sigma, solver=solver, dt0=dt0)
+        return orbit._replace(theta=route.to_tree_theta(orbit.theta), theta_end=route.to_tree_theta(orbit.theta_end),
+                              params=route.to_params(orbit.theta), params_end=route.to_params(orbit.theta_end))
     theta0, X, Y = _validate(flow, output_map, theta0, X, Y)
     K, QN = theta0.shape[0], Y.size
     if on_rank_loss not in ("raise", "stop"):
@@ -375,6 +442,8 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
         raise ValueError(f"`jacobian` must be 'auto', 'dense' or 'structured'; got {jacobian!r}.")
     if solver not in SOLVERS:
         raise ValueError(f"`solver` must be one of {sorted(SOLVERS)}; got {solver!r}.")
+    if dt0 is not None and not (np.isfinite(dt0) and dt0 > 0):
+        raise ValueError(f"`dt0` must be a positive finite step or None; got {dt0!r}.")
     if jacobian == "structured" and not is_structured(output_map):
         raise ValueError("`jacobian='structured'` needs an MLP made by `adaptedflow.mlp`; use 'dense'.")
     pinv_rtol = default_rank_rtol((QN, K)) if pinv_rtol is None else float(pinv_rtol)
@@ -391,10 +460,11 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
             raise RankLossError("at θ0, " + _rank_message(flow, 0.0, smin, smax, rank_rtol, QN, K))
     f64 = lambda v: jnp.asarray(v, dtype=jnp.float64)
     names = _event_names(flow, eps is not None)
-    ts_out, ys, result, n_steps = compiled_solve(
+    ts_out, ys, result, n_steps, dt_last = compiled_solve(
         theta0, X, Y, jnp.asarray(ts), f64(s1), f64(0.0 if eps is None else eps), f64(rtol), f64(atol),
-        f64(rank_rtol), flow=flow, output_map=output_map, max_steps=max_steps, with_eps=eps is not None,
-        pinv_rtol=pinv_rtol, jacobian=jacobian, sigma=source, solver=solver)
+        f64(rank_rtol), f64(np.nan if dt0 is None else dt0), flow=flow, output_map=output_map,
+        max_steps=max_steps, with_eps=eps is not None, pinv_rtol=pinv_rtol, jacobian=jacobian, sigma=source,
+        solver=solver)
     saved, final = ys
     s_end = float(ts_out[1][-1])
     stop = "s1"
@@ -419,7 +489,7 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
                  sigma_min=saved["sigma_min"], sigma_max=saved["sigma_max"], s_end=s_end,
                  theta_end=theta_end, cost_end=cost_end, stop=stop, n_steps=int(n_steps), flow=flow,
                  rtol=float(rtol), atol=float(atol), sigma_source=source, jacobian=jacobian,
-                 rank_rtol=float(rank_rtol))
+                 rank_rtol=float(rank_rtol), dt_last=float(dt_last))
 
 
 def first_passage_times(flow: str, output_map, theta0, X, Y, eps, *, s1: float, **kwargs) -> np.ndarray:

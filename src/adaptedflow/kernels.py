@@ -47,9 +47,14 @@ from .flows import direction as dense_direction
 from .linalg import default_fallback_rtol, gram_matrix_solve_info
 from .network import MLP
 from .numerics import EPS, default_rank_rtol, safe_divide, safe_reciprocal
+from .pytrees import explain_method, is_flat_params, route_model
 from .validation import positive_float, positive_int, validate_data
 
 METHODS = ("auto", "dense", "structured", "matrix-free")
+
+#: ``"auto"`` forms D (QN × K) for a model the layer-wise kernel does not know only up to this
+#: many entries (2²⁴ float64: 128 MiB); above, it takes matrix-free CG (1.30) or LSMR.
+DENSE_MAX_ENTRIES = 2**24
 PRECONDITIONERS = ("nystrom", "jacobi", "none")
 DIRECTION_FLOWS = ("adapted", "adapted-under", "least-squares")
 
@@ -297,6 +302,37 @@ def _singular_values_on(Dt, V):
     return jnp.linalg.svd(jnp.linalg.qr(B, mode="r"), compute_uv=False)[::-1]
 
 
+#: What a successful shifted Cholesky factorisation certifies, as a fraction of the ratio it
+#: tested (`kernel_ratio_certainly_above`): 0.9 covers the rounding of G and of its factor
+#: (≈ QN·eps·λ_max, ≤ 1 % of the shift wherever the tested ratio is ≥ 10·sqrt(QN·eps)).
+CERTIFY_SAFETY = 0.9
+
+
+def kernel_ratio_certainly_above(G: jax.Array, t) -> jax.Array:
+    r"""Whether σ_min(D)/σ_max(D) ≥ `CERTIFY_SAFETY`·t is certified by the kernel G = D Dᵀ.
+
+    λ_max(G) ≤ λ̄ = max_i Σ_j |G_ij| (Gershgorin), and a Cholesky factor of G − μ1 exists
+    only if λ_min(G) > μ.  With μ = t²·λ̄, a factor with finite positive pivots certifies
+    λ_min/λ_max > t², i.e. σ_min/σ_max > t, up to the rounding of G and of the factor
+    (≈ QN·eps·λ_max), which the factor `CERTIFY_SAFETY` covers where t ≥ 10·sqrt(QN·eps).
+    One Cholesky factorisation, no eigensolver: the rank event uses it to fix its sign far
+    from the threshold (`integrate.rank_event_value`).  A False is no evidence of anything
+    (Gershgorin can overestimate λ_max): it only sends the caller to a measurement.
+
+    Args:
+        G: the kernel, symmetric positive semidefinite, shape `(n, n)`.
+        t: the ratio tested, in (0, 1) (may be traced).
+
+    Returns:
+        A boolean scalar.
+    """
+    n = G.shape[0]
+    bound = jnp.max(jnp.sum(jnp.abs(G), axis=1))
+    L = jax.lax.linalg.cholesky((G - t**2 * bound * jnp.eye(n, dtype=G.dtype)).T, symmetrize_input=False)
+    d = jnp.diagonal(L)
+    return jnp.all(jnp.isfinite(d) & (d > 0))
+
+
 def kernel_extreme_singular_values(output_map, theta: jax.Array, X: jax.Array, *,
                                    through_d_below=None) -> tuple[jax.Array, jax.Array]:
     r"""σ_min(D) and σ_max(D) of an `adaptedflow.mlp` with K ≥ QN, from its kernel, without D.
@@ -445,8 +481,13 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
 
     Args:
         output_map: `output_map(theta, X) -> x`: an `MLP` from `adaptedflow.mlp`, or any
-            function (dense and matrix-free methods only).
-        theta: shape `(K,)`; X: shape `(N, M)`; Y: targets, shape `(N, Q)`.
+            function (dense and matrix-free methods only).  With a pytree `theta`: the
+            model's `apply(params, X) -> outputs` of shape `(N, Q)` or `(QN,)`, or None when
+            `theta` is the model itself, applied row-wise (`jax.vmap(model)(X)`); see
+            `adaptedflow.pytrees`.  A recognised dense stack (`equinox.nn.MLP`, …, with
+            `apply` None) gets the layer-wise kernel, and `info.reason` says so or why not.
+        theta: shape `(K,)`, or the parameters as any pytree of float64 arrays (a dict,
+            an `equinox.Module`, …); X: shape `(N, M)`; Y: targets, shape `(N, Q)`.
         flow: ``"adapted"`` (1.30), K ≥ QN, rank QN; ``"adapted-under"`` (5.2), K ≤ QN,
             rank K; ``"least-squares"`` (4.6), any rank, singular values ≤
             `pinv_rtol`·σ_max treated as zero.
@@ -454,8 +495,9 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
         method: ``"auto"``, ``"dense"``, ``"structured"`` or ``"matrix-free"``.  Auto
             takes structured for `adaptedflow.mlp` maps when the kernel is correct and no
             larger than D (K ≥ QN, not (5.2), and for (4.6) `pinv_rtol` ≥
-            10·`kernel_rank_floor`), else dense; `info.reason` says which held.  It does
-            not time anything: matrix-free is never chosen automatically.
+            10·`kernel_rank_floor`), else dense, except for a map without the kernel
+            whose D would have more than `DENSE_MAX_ENTRIES` entries: matrix-free.
+            `info.reason` says which held.  It times nothing.
         cg_tol: relative (recursive) residual at which CG (1.30) stops, and LSMR's
             rtol = atol (5.2), (4.6); the direction's relative error is then about
             κ·`cg_tol` (κ the condition number of the inverted part of D, or of D Dᵀ for
@@ -470,11 +512,13 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
         pinv_rtol: the cut-off of (4.6) (default max(QN, K)·eps, as `linalg.pinv_solve`).
 
     Returns:
-        `(u, info)`: u = ∂ₛθ of shape `(K,)` and a `DirectionInfo`.
+        `(u, info)`: u = ∂ₛθ of shape `(K,)` (for pytree parameters, a pytree of the same
+        structure: the model with each trained leaf replaced by its velocity) and a
+        `DirectionInfo`.
 
     Raises:
-        TypeError: float32 input (see `validation.validate_data`), or `options` that is not
-            a `DirectionOptions`.
+        TypeError: float32 input (see `validation.validate_data`; for pytrees, any trained
+            leaf), or `options` that is not a `DirectionOptions`.
         ValueError: wrong shapes or non-finite θ, X, Y; unknown `flow`, `method` or
             `precondition`; K and QN that do not fit `flow`; ``"structured"`` for a map
             that is not an `adaptedflow.mlp`, or for (4.6) with a `pinv_rtol` below what
@@ -491,6 +535,10 @@ def adapted_step_direction(output_map, theta: jax.Array, X: jax.Array, Y: jax.Ar
     given = {k: v for k, v in given.items() if v is not None}
     if given:
         options = options.replace(**given)
+    if output_map is None or not is_flat_params(theta):        # a pytree model: through its flat view
+        route = route_model(output_map, theta, X, Y, options.method)
+        u, info = adapted_step_direction(route.output_map, route.theta0, X, Y, flow=flow, options=options)
+        return route.to_params(u), info._replace(reason=explain_method(info.method, info.reason, route))
     theta, X, Y = validate_data(theta, X, Y, "theta")
     K, QN = int(theta.shape[0]), int(Y.size)
     check_regime(flow, K, QN)
@@ -527,7 +575,11 @@ def choose_method(output_map, flow: str, method: str, K: int, QN: int, pinv_rtol
     if method != "auto":
         return method, "requested"
     if not structured_ok:
-        return "dense", "not an adaptedflow.mlp: no layer-wise kernel"
+        if QN * K > DENSE_MAX_ENTRIES:
+            return "matrix-free", (f"not an adaptedflow.mlp: no layer-wise kernel; D would have QN·K = {QN * K} > "
+                                   f"{DENSE_MAX_ENTRIES} entries: matrix-free")
+        return "dense", (f"not an adaptedflow.mlp: no layer-wise kernel; D has QN·K = {QN * K} ≤ "
+                         f"{DENSE_MAX_ENTRIES} entries")
     if flow == "adapted-under" or K < QN:
         return "dense", f"K = {K} ≤ QN = {QN}: D ({QN}×{K}) is no larger than the kernel ({QN}×{QN})"
     if flow == "least-squares" and pinv_rtol < floor:
