@@ -146,3 +146,57 @@ def test_integrator_step_cost_counts_steps_and_evaluations():
         integrator_step_cost(TINY, 4, s1=0.0)
     with pytest.raises(ValueError, match="too short"):
         integrator_step_cost(TINY, 4, s1=1e-6, rtol=1e-8, atol=1e-10)
+
+
+def _lm_step_rel_diff(widths, N, damping):
+    """|p/N − u|/|u| for the Levenberg–Marquardt step p = −(JᵀJ + λ1)⁻¹Jᵀr on r = (x − y)/√N, J = D/√N,
+    against u = −D⁺∇ₓC from the dense SVD pseudo-inverse (as the bench's peers see it)."""
+    import adaptedflow as af
+
+    X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(0), N, widths[0], widths[-1])
+    net = af.mlp(widths)
+    theta = af.init_params(jax.random.PRNGKey(1), widths)
+    x, D = af.outputs_and_jacobian(net, theta, X)
+    D, r = np.asarray(D), np.asarray(x - Y.reshape(-1))
+    u = -np.linalg.pinv(D) @ (r / N)                  # ∇ₓC = (x − y)/N
+    J, rs = D / np.sqrt(N), r / np.sqrt(N)
+    p = -np.linalg.solve(J.T @ J + damping * np.eye(J.shape[1]), J.T @ rs)
+    return np.linalg.norm(p / N - u) / np.linalg.norm(u)
+
+
+def test_optimistix_lm_row_reads_its_damped_first_step():
+    from adaptedflow.book.bench import _measure
+
+    row = _measure("optimistix-lm", TINY, 4, 1)
+    assert (row["K"], row["QN"]) == (122, 8) and row["seconds"] > 0
+    # its first step is damped with λ = 1 (the trust region's first step size): not −D⁺r
+    expected = _lm_step_rel_diff(TINY, 4, 1.0)
+    assert expected > 1e-3
+    assert row["rel_diff"] == pytest.approx(expected, rel=1e-6)
+    lsmr = _measure("optimistix-lm-lsmr", TINY, 4, 1)
+    assert lsmr["rel_diff"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("method, tol", [("nlls-gram", 1e-10), ("nlls-gram-cg", 1e-8)])
+def test_nlls_gram_rows_give_the_adapted_direction(method, tol):
+    pytest.importorskip("nlls_gram")
+    from adaptedflow.book.bench import _measure
+
+    row = _measure(method, TINY, 4, 1)
+    assert (row["K"], row["QN"]) == (122, 8) and row["seconds"] > 0
+    assert row["rel_diff"] <= tol                     # the undamped Gram-space step is N·(−D⁺∇ₓC)
+
+
+def test_peers_that_form_big_matrices_are_skipped(monkeypatch):
+    from adaptedflow.book import bench
+
+    monkeypatch.setattr(bench, "SKIP_DENSE_ABOVE", 100)      # QN·K = 976 and (QN + K)·K = 15,860 entries
+    assert "damped stack [D; √λ·1] would have" in bench._measure("optimistix-lm", TINY, 4, 1)["skipped"]
+    assert "D would have" in bench._measure("nlls-gram", TINY, 4, 1)["skipped"]      # its Cholesky forms D
+
+
+def test_bench_refuses_an_unknown_size():
+    from adaptedflow.book.bench import main
+
+    with pytest.raises(SystemExit):
+        main(["--size", "QN=7"])

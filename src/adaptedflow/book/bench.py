@@ -4,6 +4,7 @@ Run on demand (never in CI's timing assertions)::
 
     OPENBLAS_NUM_THREADS=1 python -m adaptedflow.bench            # QN ∈ {300, 1000, 3000}
     python -m adaptedflow.bench --quick                             # tiny sizes, a smoke run
+    python -m adaptedflow.bench --size QN=1000                      # one size of either sweep
 
 Each row is measured in a fresh subprocess (so its peak resident memory is its own):
 the median wall time over `--repeats` runs after one compile-and-warm-up call, the peak
@@ -16,8 +17,16 @@ counts before and after), and the peers a user would otherwise reach for:
 `jnp.linalg.pinv` and `jnp.linalg.lstsq` on jacrev's D, one `optimistix.GaussNewton` step
 with ``jac="bwd"`` (timed at ``max_steps=1``, which computes one step; its accuracy is read
 from ``max_steps=2``, since optimistix applies a step one iteration after computing it),
-and `lineax.LSMR` at rtol = atol = 1e-10 and at 1e-14 (the tolerance at which it matched
-the others to ≤ 1e-10 at QN = 1000); `neural-tangents` gets a row with the error its
+`lineax.LSMR` at rtol = atol = 1e-10 and at 1e-14 (the tolerance at which it matched
+the others to ≤ 1e-10 at QN = 1000), and the Levenberg–Marquardt solvers: one step of
+`optimistix.LevenbergMarquardt` (timed and read as GaussNewton's; its default QR of the
+damped stack, skipped where that stack is too large, and with LSMR; its first step is
+damped with λ = 1, which optimistix does not let a caller lower, so its accuracy is that
+of the damped step, not of −D⁺r) and one `update` of `nlls_gram.LevenbergMarquardt` at
+the smallest damping it allows (its Gram-space step −Jᵀ(J Jᵀ + λ)⁻¹r, by the Cholesky
+factor of the QN × QN dual and by CG in residual space).  A peer that fails to import
+gets its error as its row.  Every timed row also gets its ratio to the structured row
+of its size (``x struct``; separate processes).  `neural-tangents` gets a row with the error its
 import raises here (it is not a dependency: 0.6.5 was reported to import `jax.core.Jaxpr`,
 gone from jax 0.10, and to pull in TensorFlow).
 Set `OPENBLAS_NUM_THREADS` (and `XLA_FLAGS`) the same way for every run you compare:
@@ -278,12 +287,36 @@ def direction_time_summary(rows, methods=("structured", "matrix-free", "dense"))
     return out
 
 
-def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
-    r"""Wall-clock seconds of whole runs, timed round-robin so that load drift hits all alike.
+def round_robin_seconds(fns, *, repeats: int = 5) -> np.ndarray:
+    r"""Wall-clock seconds of zero-argument callables, timed round-robin so that load drift hits all alike.
 
-    On a shared machine the load changes over seconds; timing each run's repeats back to
-    back lets that drift bias a comparison.  Here repeat r of every run is timed before
-    repeat r + 1 of any, after every run has been compiled (compile time excluded).
+    On a shared machine the load changes over seconds; timing each callable's repeats back to
+    back lets that drift bias a comparison.  Here every callable is called once to compile and
+    warm up (not timed), then repeat r of every callable is timed before repeat r + 1 of any.
+
+    Args:
+        fns: a sequence of callables `f() -> pytree of arrays` (waited on with
+            `jax.block_until_ready`).
+        repeats: timed repetitions of each, ≥ 1.
+
+    Returns:
+        Seconds, shape `(len(fns), repeats)`.
+    """
+    repeats = positive_int(repeats, "repeats")
+    fns = list(fns)
+    for fn in fns:
+        jax.block_until_ready(fn())
+    out = np.empty((len(fns), repeats))
+    for r in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            out[i, r] = time.perf_counter() - t0
+    return out
+
+
+def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
+    r"""Wall-clock seconds of whole `descent` runs, compiled first and timed by `round_robin_seconds`.
 
     Args:
         specs: a sequence of dicts of `descent` keyword arguments (`method`, `output_map`,
@@ -306,30 +339,14 @@ def interleaved_run_seconds(specs, *, repeats: int = 5) -> np.ndarray:
             raise ValueError(f"`specs` entries need descent's arguments; {err} is missing.") from None
         if spec:
             raise ValueError(f"`specs` entries take descent's arguments only; unknown keys {sorted(spec)}.")
-        compiled = compiled_run.lower(*args, **static).compile()
-        jax.block_until_ready(compiled(*args))
-        prepared.append((compiled, args))
-    out = np.empty((len(prepared), repeats))
-    for r in range(repeats):
-        for i, (compiled, args) in enumerate(prepared):
-            t0 = time.perf_counter()
-            jax.block_until_ready(compiled(*args))
-            out[i, r] = time.perf_counter() - t0
-    return out
+        prepared.append(functools.partial(compiled_run.lower(*args, **static).compile(), *args))
+    return round_robin_seconds(prepared, repeats=repeats)
 
 
 def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
-    """Median wall seconds of each zero-argument function, after one warm-up call of each,
-    timed round-robin (repeat r of every function before repeat r + 1 of any)."""
-    for fn in fns.values():
-        jax.block_until_ready(fn())
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(ts)) for name, ts in times.items()}
+    """Median wall seconds of each zero-argument function (`round_robin_seconds`), by name."""
+    seconds = round_robin_seconds(list(fns.values()), repeats=repeats)
+    return {name: float(np.median(row)) for name, row in zip(fns, seconds, strict=True)}
 
 
 #: Weight of the feedback that chains the iterations of `_in_loop`: x + 1e-200·y rounds to x in
@@ -595,8 +612,14 @@ SIZES = {  # (label, widths, N): QN = Q·N, K from the widths
 }
 #: LSMR at its usual tolerance, and at the tolerance that matches the others to ≤ 1e-10
 LSMR_TOLS = {"lineax-lsmr": 1e-10, "lineax-lsmr-tight": 1e-14}
-METHODS = ("grad", *OURS, "pinv", "lstsq", "optimistix-gn", *LSMR_TOLS)
+#: optimistix's Levenberg–Marquardt with its default linear solver (QR of the damped stack [D; √λ·1],
+#: (QN + K) × K) and with LSMR (matrix-free); nlls-gram's, by the Cholesky factor of the QN × QN dual
+#: (its default for K > QN) and by CG in residual space (matrix-free)
+LM_METHODS = ("optimistix-lm", "optimistix-lm-lsmr", "nlls-gram", "nlls-gram-cg")
+METHODS = ("grad", *OURS, "pinv", "lstsq", "optimistix-gn", *LM_METHODS, *LSMR_TOLS)
 SKIP_DENSE_ABOVE = 150e6          # QN·K entries: the peers that form D would need > 1.2 GB for it alone
+#: peers that never form D (or, for optimistix-lm, form the larger (QN + K) × K stack instead)
+MATRIX_FREE_PEERS = ("lineax-lsmr", "lineax-lsmr-tight", "optimistix-lm-lsmr", "nlls-gram-cg")
 
 
 def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
@@ -623,7 +646,9 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
         if name == "matrix-free":
             iterations = int(af.adapted_step_direction(net, theta, X, Y, method=name, **kw)[1].iterations)
     else:
-        if QN * K > SKIP_DENSE_ABOVE and not method.startswith("lineax-lsmr"):    # LSMR never forms D
+        if method == "optimistix-lm" and (QN + K) * K > SKIP_DENSE_ABOVE:     # QR of [D; √λ·1]
+            return {"skipped": f"the damped stack [D; √λ·1] would have {(QN + K) * K / 1e6:.0f}M entries"}
+        if QN * K > SKIP_DENSE_ABOVE and method not in MATRIX_FREE_PEERS:
             return {"skipped": f"D would have {QN * K / 1e6:.0f}M entries"}
         jac = jax.jit(jax.jacrev(lambda t: net(t, X)))
         res = jax.jit(lambda t: net(t, X) - Y.reshape(-1))
@@ -631,7 +656,8 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
             fn = jax.jit(lambda: -jnp.linalg.pinv(jac(theta)) @ res(theta) / N)
         elif method == "lstsq":
             fn = jax.jit(lambda: -jnp.linalg.lstsq(jac(theta), res(theta) / N)[0])
-        elif method == "optimistix-gn":
+        elif method == "optimistix-gn" or method.startswith("optimistix-lm"):
+            import lineax as lx
             import optimistix as optx
 
             # residual r/√N (so its half-square is C): the Gauss–Newton step is −D⁺r = N·u.
@@ -639,14 +665,44 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
             # solve) and applies it in the second, which computes the next step as well;
             # max_steps=1 returns θ unchanged.  So the time is that of max_steps=1 (one step
             # computed), and the accuracy is that of the step max_steps=2 applies.
-            solver = optx.GaussNewton(rtol=1e-12, atol=1e-12)
+            # Levenberg–Marquardt's first step is damped: λ = 1/(initial trust-region step size 1)
+            # = 1, added to DᵀD/N; optimistix offers no argument to start lower, so its row's
+            # accuracy is that of the step a user of the defaults gets, −(DᵀD/N + 1)⁻¹Dᵀ(x − y)/N,
+            # not of −D⁺(x − y).
+            if method == "optimistix-gn":
+                solver = optx.GaussNewton(rtol=1e-12, atol=1e-12)
+            else:
+                linear_solver = (lx.LSMR(rtol=1e-10, atol=1e-10, max_steps=100_000) if method.endswith("lsmr")
+                                 else lx.QR())
+                solver = optx.LevenbergMarquardt(rtol=1e-12, atol=1e-12, linear_solver=linear_solver)
 
-            def gn(steps):
+            def optx_steps(steps):
                 return jax.jit(lambda: optx.least_squares(
                     lambda t, _: (net(t, X) - Y.reshape(-1)) / np.sqrt(N), solver, theta, max_steps=steps,
                     throw=False, options={"jac": "bwd"}).value - theta)
 
-            fn, applied = gn(1), gn(2)
+            fn, applied = optx_steps(1), optx_steps(2)
+            scale = float(N)
+        elif method.startswith("nlls-gram"):
+            import nlls_gram
+
+            # One `update` of nlls_gram.LevenbergMarquardt on the residual r/√N: the Gram-space
+            # step −Jᵀ(J Jᵀ + λ1)⁻¹r with J = D/√N, i.e. N·u as λ → 0.  λ starts at init_damping,
+            # clamped to the smallest normal float (the package's documented small-damping limit
+            # is the minimum-norm Gauss–Newton step); no geodesic correction (a second solve).
+            # The timed update also evaluates r at θ + step, to accept it or not; a rejected step
+            # leaves θ and shows as rel. diff = 1.
+            if method == "nlls-gram":
+                linear_solver = nlls_gram.Cholesky()          # form="auto": the QN × QN dual for K > QN
+            else:
+                linear_solver = nlls_gram.GramCG(preconditioner=nlls_gram.IdentityPreconditioner(), tol=1e-12,
+                                                 maxiter=100_000)
+            lm = nlls_gram.LevenbergMarquardt(lambda t: (net(t, X) - Y.reshape(-1)) / np.sqrt(N),
+                                              init_damping=1e-300, geodesic_acceleration=False,
+                                              linear_solver=linear_solver)
+            state = lm.init(theta)
+            update = jax.jit(lambda: lm.update(theta, state)[0] - theta)
+            fn, applied = update, update
             scale = float(N)
         elif method.startswith("lineax-lsmr"):
             import lineax as lx
@@ -677,12 +733,17 @@ def _measure(method: str, widths: tuple, N: int, repeats: int) -> dict:
     out = {"K": int(K), "QN": int(QN), "seconds": float(np.median(times)),
            "ratio_to_grad": float(np.median(times) / np.median(gtimes)), "peak_mb": float(peak_mb),
            "iterations": iterations}
-    if method == "optimistix-gn":
+    if method == "optimistix-gn" or method in LM_METHODS:
         u = applied()
     if method != "grad":                                 # accuracy against the structured direction
         ref = af.adapted_step_direction(net, theta, X, Y, method="structured")[0]
         out["rel_diff"] = float(jnp.linalg.norm(u / scale - ref) / jnp.linalg.norm(ref))
     return out
+
+
+def _all_sizes() -> list[tuple]:
+    """Every `(label, widths, N)` of `SIZES`, full sweep first."""
+    return [s for group in SIZES.values() for s in group]
 
 
 def _neural_tangents_status() -> str:
@@ -700,6 +761,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--size", default=None,
+                        help=f"only this size, by label ({', '.join(label for label, _, _ in _all_sizes())})")
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "WIDTHS", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -714,10 +777,16 @@ def main(argv=None) -> int:
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     print(f"OPENBLAS_NUM_THREADS={env['OPENBLAS_NUM_THREADS']} XLA_FLAGS={env.get('XLA_FLAGS', '')!r}; "
           f"median of {args.repeats}; float64")
-    print(f"{'size':<16} {'method':<18} {'K':>8} {'QN':>6} {'seconds':>9} {'x grad':>8} {'peak MB':>8} "
-          f"{'iters':>6} {'rel. diff':>9}")
+    print(f"{'size':<16} {'method':<18} {'K':>8} {'QN':>6} {'seconds':>9} {'x grad':>8} {'x struct':>8} "
+          f"{'peak MB':>8} {'iters':>6} {'rel. diff':>9}")
     rows = []
-    for label, widths, N in SIZES["quick" if args.quick else "full"]:
+    sizes = SIZES["quick" if args.quick else "full"]
+    if args.size is not None:
+        sizes = [s for s in _all_sizes() if s[0] == args.size]
+        if not sizes:
+            parser.error(f"unknown size {args.size!r}; choose from {', '.join(s[0] for s in _all_sizes())}")
+    for label, widths, N in sizes:
+        structured = None
         for method in methods:
             cmd = [sys.executable, "-m", "adaptedflow.bench", "--repeats", str(args.repeats),
                    "--one", method, json.dumps(list(widths)), str(N)]
@@ -730,11 +799,17 @@ def main(argv=None) -> int:
                 row = {"error": f"exit {proc.returncode}{killed} {last}".strip()}
             row.update(size=label, method=method)
             rows.append(row)
+            if method == "structured" and "seconds" in row:
+                structured = row["seconds"]
             if "seconds" in row:
                 its = "" if row.get("iterations") is None else row["iterations"]
                 diff = f"{row['rel_diff']:.1e}" if "rel_diff" in row else ""
+                if structured is not None:
+                    row["ratio_to_structured"] = row["seconds"] / structured
+                ratio = f"{row['ratio_to_structured']:.2f}" if "ratio_to_structured" in row else ""
                 print(f"{label:<16} {method:<18} {row['K']:>8} {row['QN']:>6} {row['seconds']:>9.4f} "
-                      f"{row['ratio_to_grad']:>8.1f} {row['peak_mb']:>8.0f} {its:>6} {diff:>9}", flush=True)
+                      f"{row['ratio_to_grad']:>8.1f} {ratio:>8} {row['peak_mb']:>8.0f} {its:>6} {diff:>9}",
+                      flush=True)
             else:
                 print(f"{label:<16} {method:<18} {row.get('skipped') or row.get('error')}", flush=True)
         print(f"{label:<16} {'neural-tangents':<18} cannot run: {_neural_tangents_status()}")

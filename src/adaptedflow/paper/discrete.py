@@ -17,7 +17,8 @@ gradient descent and Adam.  Its sections:
   the comparison over random splits.
 
 No wall clock is read here: the race's timings come from
-`adaptedflow.book.bench.interleaved_run_seconds` and enter `race_summary` as an argument.
+`adaptedflow.book.bench.round_robin_seconds` (of `race_callables`) and enter `race_summary`
+as an argument.
 """
 
 from __future__ import annotations
@@ -31,10 +32,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..cost import outputs_and_jacobian
-from ..descent import DescentRun, check_damping, check_step, damped_adapted_direction, descent
+from ..descent import (
+    DescentRun,
+    check_damping,
+    check_step,
+    classification_accuracy,
+    compiled_run,
+    damped_adapted_direction,
+    descent,
+    prepare_run,
+)
 from ..flows import adapted_direction
 from ..network import identity_map, init_params, mlp
 from ..numerics import EPS, safe_divide
+from ..solvers import AdaptedGaussNewton, least_squares_path, model_residual, residual_view
 from ..validation import as_float64, positive_int, require_shape, validate_data
 
 #: Relative rounding unit of float64, u = 2⁻⁵³ (half the machine epsilon).
@@ -868,14 +879,102 @@ def race_specs(N: int, h_fracs, n_adapted: int, lrs: dict, n_baseline: int) -> d
     return specs
 
 
-def race_runs(specs: dict, output_map, theta0, X, Y, *, test=None) -> dict:
+def equinox_mlp(net, theta, *, key: int = 0):
+    r"""The `equinox.nn.MLP` with the architecture of `net` (an `adaptedflow.mlp`) and the weights θ.
+
+    Args:
+        net: an `adaptedflow.mlp` with equal hidden widths (as `equinox.nn.MLP` has).
+        theta: shape `(K,)`, in the layer order (1.5).  key: seeds the (overwritten) initialisation.
+
+    Returns:
+        An `equinox.nn.MLP`, float64, computing `net(theta, ·)` row by row.
+
+    Raises:
+        ValueError: hidden widths that differ, or no hidden layer.
+    """
+    import equinox as eqx
+
+    hidden = net.widths[1:-1]
+    if not hidden or len(set(hidden)) != 1:
+        raise ValueError(f"`net` needs ≥ 1 hidden layer, all of one width, for equinox.nn.MLP; got {net.widths}.")
+    model = eqx.nn.MLP(net.widths[0], net.widths[-1], hidden[0], len(hidden), activation=net.sigma,
+                       dtype=jnp.float64, key=jax.random.PRNGKey(key))
+    layers = net.unflatten(jnp.asarray(theta, jnp.float64))
+    return eqx.tree_at(lambda m: [a for layer in m.layers for a in (layer.weight, layer.bias)], model,
+                       [a for W, b in layers for a in (W, b)])
+
+
+def _optx_adapted(model, X, Y, h: float, n_steps: int):
+    """The pieces of an adapted run through optimistix: `(fn, solver, params)`, step size s = h/N."""
+    check_step(h, X.shape[0])
+    fn, params = model_residual(model, X, Y)
+    solver = AdaptedGaussNewton(rtol=0.0, atol=0.0, step_size=h / X.shape[0], residual=fn)
+    return fn, solver, params
+
+
+def optx_adapted_run(model, X, Y, *, step: float, n_steps: int, test=None) -> DescentRun:
+    r"""Adapted descent θ_{k+1} = θ_k − h D⁺∇ₓC on an equinox model, by `AdaptedGaussNewton`.
+
+    With r = x − y_ω, ∇ₓC = r/N, so a step of size s = h/N of the solver's minimum-norm
+    Gauss–Newton step −D⁺r is a step h of adapted descent; `least_squares_path` keeps every
+    iterate of the same `solver.init`/`solver.step` that `optx.least_squares` runs.
+
+    Args:
+        model: an `equinox.nn.MLP` (see `equinox_mlp`).  X: `(N, M)`; Y: `(N, Q)` one-hot.
+        step: h, 0 < h < 2N.  n_steps: n ≥ 1.  test: optional `(X_test, Y_test)`.
+
+    Returns:
+        A `DescentRun` with method ``"adapted"``: C_0..C_n, θ_k flattened in the layer order
+        (1.5) of the equivalent `adaptedflow.mlp`, accuracies at θ_n, and `params` (the models'
+        trainable leaves, each with a leading axis of n + 1).
+    """
+    fn, solver, params = _optx_adapted(model, X, Y, step, n_steps)
+    path = least_squares_path(fn, solver, params, n_steps=n_steps)
+    costs = np.sum(np.asarray(path.residuals) ** 2, axis=1) / (2 * X.shape[0])
+    net, to_theta, why = residual_view(fn, params)
+    if net is None:
+        raise ValueError(f"`model` must be an equinox.nn.MLP that adaptedflow.mlp can express: {why}.")
+    thetas = np.asarray(jax.vmap(to_theta)(path.ys))
+    acc = lambda A, B: classification_accuracy(net, thetas[-1], A, np.argmax(np.asarray(B), axis=1))
+    test_acc = float("nan") if test is None else acc(*test)
+    return DescentRun(method="adapted", step=float(step), damping=None, costs=costs, thetas=thetas,
+                      train_accuracy=acc(X, Y), test_accuracy=test_acc, params=path.ys)
+
+
+def race_runs(specs: dict, output_map, theta0, X, Y, *, test=None, model=None) -> dict:
     r"""Each run of `race_specs`, untimed (`descent` with one repeat), with test accuracies on `test`.
+
+    With `model` (an `equinox.nn.MLP` equal to `output_map` at θ_0, `equinox_mlp`), the adapted
+    runs go through `optx_adapted_run` (optimistix, `AdaptedGaussNewton`) instead of `descent`.
 
     Returns:
         name → `DescentRun`.
     """
-    return {name: descent(**sp, output_map=output_map, theta0=theta0, X=X, Y=Y, test=test)
+    return {name: (optx_adapted_run(model, X, Y, step=sp["step"], n_steps=sp["n_steps"], test=test)
+                   if model is not None and sp["method"] == "adapted" else
+                   descent(**sp, output_map=output_map, theta0=theta0, X=X, Y=Y, test=test))
             for name, sp in specs.items()}
+
+
+def race_callables(specs: dict, output_map, theta0, X, Y, *, model) -> list:
+    r"""The race's runs as compiled zero-argument callables, to be timed together.
+
+    The baselines are `descent`'s compiled runs; the adapted runs go through optimistix
+    (`least_squares_path` of `AdaptedGaussNewton` on `model`), as `race_runs` computes them.
+    Time them with `adaptedflow.book.bench.round_robin_seconds` (compile time excluded).
+
+    Returns:
+        One callable per entry of `specs`, in order.
+    """
+    fns = []
+    for sp in specs.values():
+        if sp["method"] == "adapted":
+            fn, solver, params = _optx_adapted(model, X, Y, sp["step"], sp["n_steps"])
+            fns.append(functools.partial(least_squares_path, fn, solver, params, n_steps=sp["n_steps"]))
+        else:
+            args, static = prepare_run(sp["method"], output_map, theta0, X, Y, step=sp["step"], n_steps=sp["n_steps"])
+            fns.append(functools.partial(compiled_run.lower(*args, **static).compile(), *args))
+    return fns
 
 
 def censored_steps(costs, eps: float) -> tuple[int, bool]:
@@ -893,7 +992,8 @@ def split_comparison(seed: int, n_train: int, hidden, *, init_scale: float, h_fr
                      lrs: dict, n_baseline: int, target_decade: int) -> dict:
     r"""One split of the race, untimed: steps to C ≤ 10^{−d}C_0 and test accuracies.
 
-    Adapted descent runs `n_adapted` steps at each h = f·N, f in `h_fracs`; gradient descent
+    Adapted descent runs `n_adapted` steps at each h = f·N, f in `h_fracs`, through optimistix
+    on the split's network as an `equinox.nn.MLP` (`optx_adapted_run`); gradient descent
     and Adam run `n_baseline` steps at the learning rates `lrs` ({"gd": η, "adam": η}).  Each
     family is represented by its best member, per quantity: the fewest steps to the target
     (ties: the first), and the highest test accuracy.
@@ -907,8 +1007,8 @@ def split_comparison(seed: int, n_train: int, hidden, *, init_scale: float, h_fr
     p = wine_problem(seed, n_train, hidden, init_scale)
     N = p.X.shape[0]
     test = (p.X_test, p.Y_test)
-    ad = [descent("adapted", p.net, p.theta0, p.X, p.Y, step=f * N, n_steps=n_adapted, test=test)
-          for f in h_fracs]
+    model = equinox_mlp(p.net, p.theta0)
+    ad = [optx_adapted_run(model, p.X, p.Y, step=f * N, n_steps=n_adapted, test=test) for f in h_fracs]
     base = [descent(m, p.net, p.theta0, p.X, p.Y, step=lrs[m], n_steps=n_baseline, test=test)
             for m in ("gd", "adam")]
     eps = 10.0 ** -target_decade
