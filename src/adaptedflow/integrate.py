@@ -404,8 +404,8 @@ def integrate_flow(flow: str, output_map, theta0, X, Y, *, s1: float, ts=None, n
             initial-step algorithm).  A continuation may pass the previous piece's
             `Orbit.dt_last`: a cold start begins with a small step and grows it by at most
             10× per step, about ten extra Dopri8 steps per restart at rtol 1e-14 on the
-            digits — steps that also made that orbit's rate error ten times smaller
-            (`paper.scale.cut_orbit` restarts cold for that reason).
+            digits; those extra steps are also extra accuracy, so a warm continuation needs
+            a tighter tolerance for the same error (`paper.scale.cut_orbit`, `warm`).
 
     Returns:
         An `Orbit`.
