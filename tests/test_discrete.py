@@ -684,3 +684,16 @@ def test_findings_of_the_rate_checks_quote_their_numbers():
     study = SimpleNamespace(runs={0.0: None, 1.0: None}, n_inside=3, n_widened=4, n_steps=4, worst_excess=0.4)
     (text,) = damped_findings(study, 0.5)
     assert text.startswith("along runs at h = 0.5N (λ/σ_min² ∈ [0.0, 1.0])") and "on 3/4 steps" in text
+
+
+def test_descent_without_iterates_keeps_the_ends_and_the_same_costs():
+    X, _, Y = af.gaussian_clusters(jax.random.PRNGKey(0), 6, 2, 2)
+    widths = (2, 8, 2)
+    net, theta0 = af.mlp(widths), af.init_params(jax.random.PRNGKey(1), widths)
+    for method, step in (("adam", 1e-2), ("adapted", 0.5)):
+        full = af.descent(method, net, theta0, X, Y, step=step, n_steps=7)
+        ends = af.descent(method, net, theta0, X, Y, step=step, n_steps=7, keep_thetas=False)
+        assert full.thetas.shape == (8, theta0.size) and ends.thetas.shape == (2, theta0.size)
+        np.testing.assert_array_equal(ends.costs, full.costs)
+        np.testing.assert_array_equal(ends.thetas, full.thetas[[0, -1]])
+        assert ends.train_accuracy == full.train_accuracy

@@ -52,7 +52,7 @@ class DescentRun(NamedTuple):
         step: h (adapted descent) or the learning rate η (gd, adam).
         damping: λ of the damped variant (None: undamped; only for `"adapted"`).
         costs: C_k = C[x[θ_k]], k = 0..n, shape `(n + 1,)`.
-        thetas: θ_k, shape `(n + 1, K)`.
+        thetas: θ_k, shape `(n + 1, K)`; (θ_0, θ_n), shape `(2, K)`, for a run with `keep_thetas=False`.
         train_accuracy, test_accuracy: fraction of inputs whose largest output is at their
             label, at θ_n (NaN where no data were given).
         params: for a pytree model, θ_0..θ_n in the model's structure, every trained leaf
@@ -136,8 +136,9 @@ def _optax():
 
 
 def _run(theta0, X, Y, step, lam, *, method: str, output_map, n_steps: int, damped: bool,
-         options: DirectionOptions | None = None):
-    """`n_steps` steps of `method` from θ_0: `(costs (n+1,), thetas (n+1, K))` (see `compiled_run`)."""
+         options: DirectionOptions | None = None, keep_thetas: bool = True):
+    """`n_steps` steps of `method` from θ_0: `(costs (n+1,), thetas (n+1, K))`, or thetas (θ_0, θ_n)
+    of shape (2, K) without `keep_thetas` (see `compiled_run`)."""
 
     def loss(theta):
         return cost(output_map(theta, X), Y)
@@ -176,21 +177,25 @@ def _run(theta0, X, Y, step, lam, *, method: str, output_map, n_steps: int, damp
     def body(carry, _):
         theta, state = carry
         new, state, c = update(theta, state)
-        return (new, state), (c, theta)
+        return (new, state), ((c, theta) if keep_thetas else c)
 
-    (theta_n, _), (costs, thetas) = jax.lax.scan(body, (theta0, state0), None, length=n_steps)
+    (theta_n, _), out = jax.lax.scan(body, (theta0, state0), None, length=n_steps)
+    costs, thetas = out if keep_thetas else (out, theta0[None])
     costs = jnp.append(costs, loss(theta_n))
     thetas = jnp.concatenate([thetas, theta_n[None]], axis=0)
     return costs, thetas
 
 
 #: One whole discrete run under `jax.jit`: `compiled_run(theta0, X, Y, step, damping, *, method,
-#: output_map, n_steps, damped, options) -> (costs (n+1,), thetas (n+1, K))`, C_k and θ_k, k = 0..n.
+#: output_map, n_steps, damped, options, keep_thetas) -> (costs (n+1,), thetas (n+1, K))`, C_k and θ_k,
+#: k = 0..n (thetas only (θ_0, θ_n) without `keep_thetas`).
 #: Static (keyword) arguments: `method` (a key of `METHODS`), `output_map`, `n_steps`, `damped`
-#: (whether `damping` is used) and `options` (resolved `DirectionOptions`, adapted only); traced:
+#: (whether `damping` is used), `options` (resolved `DirectionOptions`, adapted only) and
+#: `keep_thetas`; traced:
 #: θ_0, X, Y, the step h or learning rate η, and λ.  Inputs are not checked here: `prepare_run`
 #: checks them and builds both argument sets.
-compiled_run = jax.jit(_run, static_argnames=("method", "output_map", "n_steps", "damped", "options"))
+compiled_run = jax.jit(_run, static_argnames=("method", "output_map", "n_steps", "damped", "options",
+                                              "keep_thetas"))
 
 
 def classification_accuracy(output_map, theta, X, labels) -> float:
@@ -229,7 +234,8 @@ def _descent_options(method, output_map, options, damping, *, K: int, QN: int) -
 
 
 def prepare_run(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
-                damping: float | None = None, options: DirectionOptions | None = None) -> tuple[tuple, dict]:
+                damping: float | None = None, options: DirectionOptions | None = None,
+                keep_thetas: bool = True) -> tuple[tuple, dict]:
     r"""The checked arguments of one `compiled_run`: `(args, static)`, `compiled_run(*args, **static)`.
 
     Shared by `descent` and by timing harnesses that compile a run once and time it apart.
@@ -237,7 +243,7 @@ def prepare_run(method: str, output_map, theta0, X, Y, *, step: float, n_steps: 
 
     Returns:
         `args = (θ_0, X, Y, step, λ)` (traced) and `static = dict(method, output_map, n_steps,
-        damped, options)`, with `options` resolved for this problem (adapted) or None.
+        damped, options, keep_thetas)`, with `options` resolved for this problem (adapted) or None.
 
     Raises:
         ValueError: unknown method, bad step, damping, options, shapes or counts.
@@ -268,12 +274,13 @@ def prepare_run(method: str, output_map, theta0, X, Y, *, step: float, n_steps: 
         _optax()                                 # a clear ImportError before tracing
     args = (theta0, X, Y, jnp.float64(step), jnp.float64(0.0 if damping is None else damping))
     static = dict(method=method, output_map=output_map, n_steps=n_steps, damped=damping is not None,
-                  options=options)
+                  options=options, keep_thetas=bool(keep_thetas))
     return args, static
 
 
 def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int, damping: float | None = None,
-            test: tuple | None = None, options: DirectionOptions | None = None) -> DescentRun:
+            test: tuple | None = None, options: DirectionOptions | None = None,
+            keep_thetas: bool = True) -> DescentRun:
     r"""Run a discrete optimiser for `n_steps` steps from θ_0.
 
     Methods (`METHODS`): ``"adapted"``, θ_{k+1} = θ_k − h D⁺∇_x C (explicit Euler of (1.30);
@@ -304,6 +311,9 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         test: optional `(X_test, Y_test)`, shapes `(N', M)`, `(N', Q)`, for test accuracy.
         options: `kernels.DirectionOptions` of the adapted direction (default: ``"auto"``);
             adapted only.
+        keep_thetas: keep every θ_k (default); False keeps θ_0 and θ_n only, so `thetas`
+            has shape `(2, K)`: a long run at scale (20,000 Adam steps at K = 85,002 would
+            hold 13.6 GB of iterates).
 
     Returns:
         A `DescentRun`; `costs` has C_0..C_n.
@@ -316,10 +326,10 @@ def descent(method: str, output_map, theta0, X, Y, *, step: float, n_steps: int,
         kernel = getattr(options, "method", "auto") if method == "adapted" else "dense"
         route = route_model(output_map, theta0, X, Y, kernel)
         run = descent(method, route.output_map, route.theta0, X, Y, step=step, n_steps=n_steps, damping=damping,
-                      test=test, options=options)
+                      test=test, options=options, keep_thetas=keep_thetas)
         return run._replace(thetas=route.to_tree_theta(run.thetas), params=route.to_params(run.thetas))
     args, static = prepare_run(method, output_map, theta0, X, Y, step=step, n_steps=n_steps,
-                               damping=damping, options=options)
+                               damping=damping, options=options, keep_thetas=keep_thetas)
     costs, thetas = compiled_run(*args, **static)
     costs, thetas = np.asarray(costs), np.asarray(thetas)
     X, Y, step, damping = args[1], args[2], float(args[3]), None if damping is None else float(args[4])
