@@ -20,9 +20,6 @@ FULL_SEEDS ?= 0-3
 # sizes get more: chapter 11's timing cell can pass 900 s on a loaded machine.
 CELL_TIMEOUT ?= 900
 FULL_CELL_TIMEOUT ?= 1800
-# pytest-xdist workers of `make test`: the book (one worker, its chapters two at a time) and
-# the unit tests (the other) run side by side; `make test PYTEST_WORKERS=0` runs serially.
-PYTEST_WORKERS ?= 2
 # More options for python -m adaptedflow.book, e.g. BOOK_ARGS=--force (re-execute every chapter).
 BOOK_ARGS ?=
 
@@ -61,7 +58,7 @@ seeds-full: $(STAMP)
 	$(PY) -m adaptedflow.book --full --seeds $(FULL_SEEDS) --cell-timeout $(FULL_CELL_TIMEOUT)
 
 test: lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not book"

@@ -12,15 +12,6 @@ import pytest
 import adaptedflow as af
 
 
-def pytest_collection_modifyitems(config, items):
-    """Every test that reads the built book runs in one pytest-xdist worker (`make test` runs
-    two, `--dist loadgroup`): the `built_book` fixture is per session, so tests of it spread
-    over two workers would build the book twice, into the same `_build/`."""
-    for item in items:
-        if "built_book" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("book"))
-
-
 @pytest.fixture(scope="session")
 def small_problem():
     """An over-parametrized tanh MLP problem: N = 6, Q = 2 (QN = 12), K = 2·8+8+8·8+8+8·2+2 = 114."""
